@@ -1,0 +1,479 @@
+"""Extract & load of a file drop into `raw_files`, by streaming COPY and set-based SQL.
+
+Per file, in one transaction:
+1. skip it when a file of the same entity with the same content (SHA-256) was loaded before;
+2. COPY its rows straight into `raw_files.<entity>` (CSV whose header names only contract
+   columns), or into a temporary table first (JSON Lines, CSV with columns the contract
+   does not name, CSV with ragged rows), from where one INSERT ... SELECT moves them;
+3. one DELETE ... RETURNING moves every row that breaks a rule of SOURCES.md, with all
+   its reasons, to `raw_files.quarantine`;
+4. record the file in the ledger `raw_files.file_loads`.
+A file that cannot be read as its entity at all is refused whole and recorded in
+`raw_files.file_refusals`; nothing of it loads. See docs/raw-layer.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import errors, sql
+
+from b2b_pipeline.filedrop.discover import DropFile, discover
+from b2b_pipeline.filedrop.reader import (
+    CsvHeader,
+    FileRefused,
+    chunks,
+    open_binary,
+    read_csv_header,
+    sha256_of,
+)
+from b2b_pipeline.filedrop.schema import ensure_raw_schema, entity_table, line_sequence
+from b2b_pipeline.filedrop.spec import Entity
+from b2b_pipeline.filedrop.validate import entity_rules, failure_condition, reason_expression
+from b2b_pipeline.warehouse import connect
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (file, stored bytes done, stored bytes total)
+
+INCOMING = sql.Identifier("_b2b_incoming")
+COPY_LINE = re.compile(r"line (\d+)")
+
+
+@dataclass
+class FileResult:
+    """What happened to one file of the drop."""
+
+    file: str
+    entity: str | None
+    status: str  # "loaded", "skipped" or "refused"
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    reason: str | None = None
+    file_id: int | None = None
+
+
+@dataclass
+class LoadReport:
+    """What one load batch did."""
+
+    batch_id: int
+    source_dir: Path
+    files: list[FileResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
+
+    def by_entity(self) -> dict[str, tuple[int, int]]:
+        """Rows loaded and quarantined per entity, over the files loaded in this batch."""
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for f in self.files:
+            if f.entity and f.status == "loaded":
+                totals[f.entity][0] += f.rows_loaded
+                totals[f.entity][1] += f.rows_quarantined
+        return {k: (v[0], v[1]) for k, v in sorted(totals.items())}
+
+    @property
+    def refusals(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "refused"]
+
+
+def load_drop(
+    dsn: str,
+    source_dir: Path,
+    *,
+    systems: tuple[str, ...] | None = None,
+    progress: Progress | None = None,
+) -> LoadReport:
+    """Load every new file of the drop at `source_dir` (only `systems`, when given) as one batch."""
+    source_dir = Path(source_dir).resolve()
+    found = discover(source_dir)
+    with connect(dsn, autocommit=True) as conn:
+        ensure_raw_schema(conn)
+        batch_id = conn.execute(
+            "insert into raw_files.load_batches (source_dir) values (%s) returning batch_id",
+            (str(source_dir),),
+        ).fetchone()[0]  # type: ignore[index]
+        report = LoadReport(batch_id=batch_id, source_dir=source_dir)
+        for relpath, why in found.ignored:
+            if systems is None or relpath.split("/", 1)[0] in systems:
+                report.files.append(_refuse(conn, batch_id, relpath, None, why))
+        for drop_file in found.files:
+            if systems is not None and drop_file.system not in systems:
+                continue
+            report.files.append(load_file(conn, batch_id, drop_file, progress))
+        conn.execute(
+            "update raw_files.load_batches set finished_at = clock_timestamp(), files_loaded = %s, "
+            "files_skipped = %s, files_refused = %s, rows_loaded = %s, rows_quarantined = %s "
+            "where batch_id = %s",
+            (
+                report.count("loaded"),
+                report.count("skipped"),
+                report.count("refused"),
+                report.rows_loaded,
+                report.rows_quarantined,
+                batch_id,
+            ),
+        )
+    log.info(
+        "batch %s: %s files loaded, %s skipped, %s refused; %s rows loaded, %s quarantined",
+        batch_id,
+        report.count("loaded"),
+        report.count("skipped"),
+        report.count("refused"),
+        report.rows_loaded,
+        report.rows_quarantined,
+    )
+    return report
+
+
+def load_file(conn: psycopg.Connection, batch_id: int, f: DropFile, progress: Progress | None) -> FileResult:
+    """Load one file in its own transaction; refuse it whole when it cannot be read as its entity."""
+    entity_name = f.entity.name if f.entity else None
+    if f.problem:
+        return _refuse(conn, batch_id, f.relpath, entity_name, f.problem)
+    assert f.entity is not None and f.fmt is not None
+    sha = sha256_of(f.path)
+    previous = conn.execute(
+        "select file, batch_id from raw_files.file_loads where entity = %s and content_sha256 = %s",
+        (f.entity.name, sha),
+    ).fetchone()
+    if previous:
+        log.info("%s: skipped, its content was loaded before as %s (batch %s)", f.relpath, *previous)
+        return FileResult(
+            f.relpath,
+            entity_name,
+            "skipped",
+            reason=f"content loaded before as {previous[0]} (batch {previous[1]})",
+        )
+    try:
+        with conn.transaction():
+            result = _load_in_transaction(conn, batch_id, f, sha, progress)
+    except FileRefused as exc:
+        return _refuse(conn, batch_id, f.relpath, entity_name, str(exc))
+    except errors.UniqueViolation:  # a concurrent load took the same content first
+        return FileResult(f.relpath, entity_name, "skipped", reason="content loaded concurrently")
+    log.info("%s: %s rows loaded, %s quarantined", f.relpath, result.rows_loaded, result.rows_quarantined)
+    return result
+
+
+def _refuse(conn: psycopg.Connection, batch_id: int, relpath: str, entity: str | None, reason: str) -> FileResult:
+    log.warning("%s: refused: %s", relpath, reason)
+    conn.execute(
+        "insert into raw_files.file_refusals (batch_id, file, reason) values (%s, %s, %s)",
+        (batch_id, relpath, reason),
+    )
+    return FileResult(relpath, entity, "refused", reason=reason)
+
+
+def _load_in_transaction(
+    conn: psycopg.Connection, batch_id: int, f: DropFile, sha: str, progress: Progress | None
+) -> FileResult:
+    entity = f.entity
+    assert entity is not None and f.fmt is not None
+    # one load of an entity at a time: the line sequence is per entity
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"raw_files.{entity.name}",))
+    header = read_csv_header(f.path, f.compressed) if f.fmt == "csv" else None
+    if header:
+        missing = [c for c in entity.required_names if c not in header.columns]
+        if missing:
+            raise FileRefused(f"line 1: required column(s) missing from the header: {', '.join(missing)}")
+    file_id = conn.execute(
+        "insert into raw_files.file_loads (batch_id, file, system, entity, folder_date, content_sha256, bytes, "
+        "format, delimiter, rows_loaded, rows_quarantined) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0) "
+        "returning file_id",
+        (
+            batch_id,
+            f.relpath,
+            f.system,
+            entity.name,
+            f.folder_date,
+            sha,
+            f.path.stat().st_size,
+            f.fmt,
+            header.delimiter if header else None,
+        ),
+    ).fetchone()[0]  # type: ignore[index]
+    conn.execute("select set_config('b2b.file_id', %s, true)", (str(file_id),))
+    conn.execute(sql.SQL("select setval({}, 1, true)").format(sql.Literal(line_sequence(entity).as_string(conn))))
+
+    size = f.path.stat().st_size
+    report = (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None)
+    if header is None:
+        inserted, unreadable = _load_jsonl(conn, batch_id, file_id, f, report)
+    else:
+        inserted, unreadable = _load_csv(conn, batch_id, file_id, f, header, report)
+    decimal_comma = header is not None and header.delimiter == ";"
+    invalid = _quarantine_invalid(conn, batch_id, file_id, f.relpath, entity, decimal_comma)
+    result = FileResult(
+        f.relpath,
+        entity.name,
+        "loaded",
+        rows_loaded=inserted - invalid,
+        rows_quarantined=unreadable + invalid,
+        file_id=file_id,
+    )
+    conn.execute(
+        "update raw_files.file_loads set rows_loaded = %s, rows_quarantined = %s, loaded_at = clock_timestamp() "
+        "where file_id = %s",
+        (result.rows_loaded, result.rows_quarantined, file_id),
+    )
+    return result
+
+
+def _load_csv(
+    conn: psycopg.Connection,
+    batch_id: int,
+    file_id: int,
+    f: DropFile,
+    header: CsvHeader,
+    report: Callable[[int], None],
+) -> tuple[int, int]:
+    """Rows of a CSV put into the raw table, and rows quarantined as unreadable (ragged)."""
+    assert f.entity is not None
+    if all(c in f.entity.column_names for c in header.columns):
+        try:
+            with conn.transaction():  # a savepoint: a ragged row sends the file to the staged path
+                return _copy_direct(conn, f, header, report), 0
+        except errors.BadCopyFileFormat as exc:
+            log.info("%s: %s; reading it row by row to quarantine the ragged rows", f.relpath, _copy_error(exc))
+            return _load_csv_staged(conn, batch_id, file_id, f, header, report, parse_in_python=True)
+    return _load_csv_staged(conn, batch_id, file_id, f, header, report, parse_in_python=False)
+
+
+def _copy_error(exc: psycopg.Error) -> str:
+    context = exc.diag.context or ""
+    match = COPY_LINE.search(context)
+    where = f"line {match.group(1)}: " if match else ""
+    return f"{where}{exc.diag.message_primary or exc}"
+
+
+def _copy_options(columns: list[str] | tuple[str, ...], delimiter: str) -> sql.Composable:
+    return sql.SQL("(format csv, header true, delimiter {}, force_null ({}))").format(
+        sql.Literal(delimiter), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+
+
+def _stream_copy(
+    conn: psycopg.Connection, statement: sql.Composable, f: DropFile, report: Callable[[int], None]
+) -> int:
+    """COPY the file's bytes through `statement`; the number of rows copied. Unreadable text refuses the file."""
+    try:
+        with conn.cursor() as cur:
+            with cur.copy(statement) as copy:
+                for chunk, done in chunks(f.path, f.compressed):
+                    copy.write(chunk)
+                    report(done)
+            return cur.rowcount
+    except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
+        raise FileRefused(f"{_copy_error(exc)} (the file must be UTF-8 text; a Windows-1251 export?)") from exc
+    except errors.BadCopyFileFormat:
+        raise
+    except errors.DataException as exc:
+        raise FileRefused(f"not readable as CSV: {_copy_error(exc)}") from exc
+
+
+def _copy_direct(conn: psycopg.Connection, f: DropFile, header: CsvHeader, report: Callable[[int], None]) -> int:
+    """COPY a CSV whose header names only contract columns straight into the raw table."""
+    assert f.entity is not None
+    statement = sql.SQL("copy {} ({}) from stdin {}").format(
+        entity_table(f.entity),
+        sql.SQL(", ").join(map(sql.Identifier, header.columns)),
+        _copy_options(header.columns, header.delimiter),
+    )
+    return _stream_copy(conn, statement, f, report)
+
+
+def _create_incoming(conn: psycopg.Connection, columns: tuple[str, ...], line_identity: bool) -> None:
+    line = sql.SQL("_line bigint generated always as identity (start with 2)" if line_identity else "_line bigint")
+    conn.execute(
+        sql.SQL("create temp table {} ({}, _problem text, _raw text, {}) on commit drop").format(
+            INCOMING, line, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)
+        )
+    )
+
+
+def _load_csv_staged(
+    conn: psycopg.Connection,
+    batch_id: int,
+    file_id: int,
+    f: DropFile,
+    header: CsvHeader,
+    report: Callable[[int], None],
+    *,
+    parse_in_python: bool,
+) -> tuple[int, int]:
+    """A CSV through a temporary table: for columns the contract does not name, and for ragged rows."""
+    if not parse_in_python:
+        try:
+            with conn.transaction():
+                _create_incoming(conn, header.columns, line_identity=True)
+                statement = sql.SQL("copy {} ({}) from stdin {}").format(
+                    INCOMING,
+                    sql.SQL(", ").join(map(sql.Identifier, header.columns)),
+                    _copy_options(header.columns, header.delimiter),
+                )
+                _stream_copy(conn, statement, f, report)
+                return _move_incoming(conn, batch_id, file_id, f, header.columns)
+        except errors.BadCopyFileFormat as exc:
+            log.info("%s: %s; reading it row by row to quarantine the ragged rows", f.relpath, _copy_error(exc))
+    _create_incoming(conn, header.columns, line_identity=False)
+    statement = sql.SQL("copy {} (_line, _problem, _raw, {}) from stdin").format(
+        INCOMING, sql.SQL(", ").join(map(sql.Identifier, header.columns))
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in _parse_csv_rows(f, header, report):
+            copy.write_row(row)
+    return _move_incoming(conn, batch_id, file_id, f, header.columns)
+
+
+def _parse_csv_rows(f: DropFile, header: CsvHeader, report: Callable[[int], None]) -> Iterator[tuple]:
+    """(line, problem, raw text, *fields) for each record after the header; a ragged record has a problem."""
+    width = len(header.columns)
+    with open_binary(f.path, f.compressed) as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        reader = csv.reader(text, delimiter=header.delimiter, strict=True)
+        line = 1
+        try:
+            next(reader, None)
+            line = reader.line_num + 1
+            for record in reader:
+                start, line = line, reader.line_num + 1
+                if not record:
+                    continue
+                fields = [v if v != "" else None for v in record]
+                problem = None
+                if len(fields) != width:
+                    problem = f"expected {width} fields as in the header, found {len(fields)}"
+                    fields = (fields + [None] * width)[:width]
+                yield (start, problem, header.delimiter.join(record) if problem else None, *fields)
+                if start % 65536 == 0:
+                    report(0)
+        except UnicodeDecodeError as exc:
+            raise FileRefused(f"line {line}: not UTF-8 text (a Windows-1251 export?)") from exc
+        except csv.Error as exc:
+            raise FileRefused(f"line {line}: not readable as CSV ({exc})") from exc
+
+
+def _move_incoming(
+    conn: psycopg.Connection, batch_id: int, file_id: int, f: DropFile, columns: tuple[str, ...]
+) -> tuple[int, int]:
+    """Quarantine the unreadable rows of the temporary table and move the rest to the raw table."""
+    entity = f.entity
+    assert entity is not None
+    unreadable = conn.execute(
+        sql.SQL(
+            "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
+            "select %s, %s, %s, _line, %s, _problem, jsonb_build_object('line', _raw) from {} "
+            "where _problem is not null"
+        ).format(INCOMING),
+        (batch_id, file_id, f.relpath, entity.name),
+    ).rowcount
+    known = [c for c in columns if c in entity.column_names]
+    unknown = [c for c in columns if c not in entity.column_names]
+    inserted = conn.execute(
+        sql.SQL(
+            "insert into {} ({}, _file_id, _line, _extra) select {}, %s, _line, {} from {} where _problem is null"
+        ).format(
+            entity_table(entity),
+            sql.SQL(", ").join(map(sql.Identifier, known)),
+            sql.SQL(", ").join(map(sql.Identifier, known)),
+            _extra_expression(unknown),
+            INCOMING,
+        ),
+        (file_id,),
+    ).rowcount
+    return inserted, unreadable
+
+
+def _extra_expression(unknown: list[str]) -> sql.Composable:
+    """A jsonb of the columns the contract does not name (jsonb_build_object takes 100 arguments at most)."""
+    if not unknown:
+        return sql.SQL("null::jsonb")
+    parts = [
+        sql.SQL("jsonb_build_object({})").format(
+            sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in unknown[i : i + 50])
+        )
+        for i in range(0, len(unknown), 50)
+    ]
+    return sql.SQL(" || ").join(parts)
+
+
+def _load_jsonl(
+    conn: psycopg.Connection, batch_id: int, file_id: int, f: DropFile, report: Callable[[int], None]
+) -> tuple[int, int]:
+    """JSON Lines: each line COPYed as one text value, parsed and split into columns in SQL."""
+    entity = f.entity
+    assert entity is not None
+    conn.execute("create temp table _b2b_lines (_line bigint generated always as identity, _doc text) on commit drop")
+    # CSV with a quote and a delimiter that JSON text never holds unescaped: one line, one value, verbatim
+    _stream_copy(
+        conn,
+        sql.SQL("copy _b2b_lines (_doc) from stdin (format csv, delimiter E'\\x02', quote E'\\x01')"),
+        f,
+        report,
+    )
+    conn.execute(
+        "create temp table _b2b_docs on commit drop as "
+        "select _line, _doc, case when coalesce(raw_files.is_valid_input(_doc, 'jsonb'), false) "
+        "then _doc::jsonb end as doc from _b2b_lines where _doc is not null and btrim(_doc) <> ''"
+    )
+    unreadable = conn.execute(
+        "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
+        "select %s, %s, %s, _line, %s, case when doc is null then 'not valid JSON' else 'not a JSON object' end, "
+        "jsonb_build_object('line', left(_doc, 10000)) from _b2b_docs "
+        "where doc is null or jsonb_typeof(doc) <> 'object'",
+        (batch_id, file_id, f.relpath, entity.name),
+    ).rowcount
+    names = entity.column_names
+    inserted = conn.execute(
+        sql.SQL(
+            "insert into {} ({}, _file_id, _line, _extra) "
+            "select {}, %s, _line, nullif(doc - %s::text[], '{{}}'::jsonb) from _b2b_docs "
+            "where jsonb_typeof(doc) = 'object'"
+        ).format(
+            entity_table(entity),
+            sql.SQL(", ").join(map(sql.Identifier, names)),
+            sql.SQL(", ").join(sql.SQL("nullif(doc ->> {}, '')").format(sql.Literal(c)) for c in names),
+        ),
+        (file_id, list(names)),
+    ).rowcount
+    return inserted, unreadable
+
+
+def _quarantine_invalid(
+    conn: psycopg.Connection, batch_id: int, file_id: int, relpath: str, entity: Entity, decimal_comma: bool
+) -> int:
+    """Move the file's rows that break a rule of SOURCES.md to the quarantine, with every reason."""
+    rules = entity_rules(entity, decimal_comma)
+    statement = sql.SQL(
+        "with bad as (delete from {table} where _file_id = {file_id} and {failure} returning *) "
+        "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
+        "select {batch_id}, _file_id, {file}, _line, {entity}, {reason}, "
+        "jsonb_strip_nulls(to_jsonb(bad) - '_file_id' - '_line') from bad"
+    ).format(
+        table=entity_table(entity),
+        file_id=sql.Literal(file_id),
+        failure=failure_condition(rules),
+        batch_id=sql.Literal(batch_id),
+        file=sql.Literal(relpath),
+        entity=sql.Literal(entity.name),
+        reason=reason_expression(rules),
+    )
+    return conn.execute(statement).rowcount

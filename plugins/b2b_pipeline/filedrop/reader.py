@@ -1,0 +1,110 @@
+"""Reading a drop file as a byte stream: gzip, byte-order mark, CSV header and delimiter.
+
+Nothing here holds a whole file in memory: the loader streams `chunks()` into
+PostgreSQL COPY.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+BOM = b"\xef\xbb\xbf"
+CHUNK = 1 << 20
+HEADER_LIMIT = 1 << 20  # a header longer than 1 MiB is not a header
+
+
+class FileRefused(Exception):
+    """The file cannot be read as its entity at all; nothing of it loads."""
+
+
+def open_binary(path: Path, compressed: bool) -> BinaryIO:
+    """The file's content as a binary stream, decompressed when it is gzip."""
+    if compressed:
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of the file's bytes as stored, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def chunks(path: Path, compressed: bool) -> Iterator[tuple[bytes, int]]:
+    """The file's content in chunks, without a leading byte-order mark, each with the
+    number of stored (possibly compressed) bytes read so far, for progress."""
+    with path.open("rb") as stored:
+        stream: BinaryIO = gzip.GzipFile(fileobj=stored, mode="rb") if compressed else stored  # type: ignore[assignment]
+        first = True
+        while True:
+            try:
+                chunk = stream.read(CHUNK)
+            except (OSError, EOFError) as exc:
+                if compressed:
+                    raise FileRefused(f"not a readable gzip file ({exc})") from exc
+                raise
+            if not chunk:
+                return
+            if first:
+                first = False
+                if chunk.startswith(BOM):
+                    chunk = chunk[len(BOM) :]
+            yield chunk, stored.tell()
+
+
+@dataclass(frozen=True)
+class CsvHeader:
+    """The header row of a CSV file and its detected delimiter."""
+
+    columns: tuple[str, ...]
+    delimiter: str
+
+
+def read_csv_header(path: Path, compressed: bool) -> CsvHeader:
+    """Detect the delimiter (`,` or `;`) from the header line and parse it.
+
+    Raises FileRefused when the file is empty, not UTF-8, or its header repeats a column.
+    """
+    with open_binary(path, compressed) as f:
+        try:
+            raw = f.readline(HEADER_LIMIT)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise FileRefused(f"not a readable gzip file ({exc})") from exc
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileRefused("line 1: the header is not UTF-8 text (a Windows-1251 export?)") from exc
+    if not line.strip():
+        raise FileRefused("line 1: empty file or empty header row")
+    delimiter = ";" if _count_outside_quotes(line, ";") > _count_outside_quotes(line, ",") else ","
+    row = next(csv.reader(io.StringIO(line), delimiter=delimiter))
+    columns = tuple(c.strip().lower() for c in row)
+    if any(not c for c in columns):
+        raise FileRefused("line 1: the header has an empty column name")
+    seen: set[str] = set()
+    dupes = sorted({c for c in columns if c in seen or seen.add(c)})  # type: ignore[func-returns-value]
+    if dupes:
+        raise FileRefused(f"line 1: the header repeats column(s) {', '.join(dupes)}")
+    return CsvHeader(columns=columns, delimiter=delimiter)
+
+
+def _count_outside_quotes(line: str, char: str) -> int:
+    count, quoted = 0, False
+    for c in line:
+        if c == '"':
+            quoted = not quoted
+        elif c == char and not quoted:
+            count += 1
+    return count

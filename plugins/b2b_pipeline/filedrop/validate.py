@@ -1,0 +1,143 @@
+"""The row rules of SOURCES.md as SQL: one failure condition per column rule.
+
+Rows land in the raw table as text; one set-based pass then moves the rows that
+break a rule to `raw_files.quarantine` with every reason. Conditions are never
+NULL, so `a or b` is a safe filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from b2b_pipeline.filedrop.spec import Column, Entity, Kind
+
+TIMESTAMP_SHAPE = "____-__-__%"  # ISO 8601 starts with the date; keeps out 'now', 'epoch', 'infinity'
+DATE_SHAPE = "____-__-__"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A failure condition on one column and the reason it gives."""
+
+    condition: sql.Composable
+    reason: sql.Composable
+
+
+def _number_text(col: sql.Identifier, decimal_comma: bool) -> sql.Composable:
+    return sql.SQL("replace({}, ',', '.')").format(col) if decimal_comma else col
+
+
+def column_rules(column: Column, decimal_comma: bool) -> list[Rule]:
+    """The failure conditions of one column. `decimal_comma`: the file is `;`-delimited."""
+    col = sql.Identifier(column.name)
+    name = column.name
+    rules: list[Rule] = []
+
+    def quoted_value(prefix: str) -> sql.Composable:
+        return sql.SQL("{} || ' (' || left({}, 60) || ')'").format(sql.Literal(f"{name}: {prefix}"), col)
+
+    if column.required:
+        rules.append(
+            Rule(
+                sql.SQL("({} is null or btrim({}) = '')").format(col, col),
+                sql.Literal(f"{name}: required value missing"),
+            )
+        )
+    if column.required_when:
+        other, values = column.required_when
+        rules.append(
+            Rule(
+                sql.SQL("({} is null and coalesce({} in ({}), false))").format(
+                    col, sql.Identifier(other), sql.SQL(", ").join(map(sql.Literal, values))
+                ),
+                sql.Literal(f"{name}: required when {other} is {' or '.join(values)}"),
+            )
+        )
+    if column.kind is Kind.TIMESTAMP:
+        rules.append(
+            Rule(
+                sql.SQL(
+                    "({c} is not null and not ({c} like {shape} and coalesce(raw_files.is_valid_input({c}, "
+                    "'timestamptz'), false)))"
+                ).format(c=col, shape=sql.Literal(TIMESTAMP_SHAPE)),
+                quoted_value("not an ISO 8601 timestamp"),
+            )
+        )
+    elif column.kind is Kind.DATE:
+        rules.append(
+            Rule(
+                sql.SQL(
+                    "({c} is not null and not ({c} like {shape} and coalesce(raw_files.is_valid_input({c}, "
+                    "'date'), false)))"
+                ).format(c=col, shape=sql.Literal(DATE_SHAPE)),
+                quoted_value("not a date YYYY-MM-DD"),
+            )
+        )
+    elif column.kind in (Kind.NUMBER, Kind.INTEGER):
+        text = _number_text(col, decimal_comma) if column.kind is Kind.NUMBER else col
+        type_name = "numeric" if column.kind is Kind.NUMBER else "bigint"
+        valid = sql.SQL("(lower({c}) not like '%n%' and coalesce(raw_files.is_valid_input({t}, {ty}), false))").format(
+            c=col, t=text, ty=sql.Literal(type_name)
+        )
+        rules.append(
+            Rule(
+                sql.SQL("({} is not null and not {})").format(col, valid),
+                quoted_value("not a number" if column.kind is Kind.NUMBER else "not a whole number"),
+            )
+        )
+        if column.non_negative:
+            rules.append(
+                Rule(
+                    sql.SQL("({c} is not null and ltrim({c}) like '-%' and {v})").format(c=col, v=valid),
+                    quoted_value("negative"),
+                )
+            )
+        if column.min_value is not None or column.max_value is not None:
+            lo = sql.Literal(column.min_value if column.min_value is not None else float("-inf"))
+            hi = sql.Literal(column.max_value if column.max_value is not None else float("inf"))
+            rules.append(
+                Rule(
+                    sql.SQL(
+                        "({c} is not null and case when {v} then {t}::numeric not between {lo} and {hi} else false end)"
+                    ).format(c=col, v=valid, t=text, lo=lo, hi=hi),
+                    quoted_value(f"outside [{column.min_value}, {column.max_value}]"),
+                )
+            )
+    elif column.kind is Kind.BOOLEAN:
+        rules.append(
+            Rule(
+                sql.SQL("({c} is not null and lower(btrim({c})) not in ('true', 'false', '1', '0', ''))").format(c=col),
+                quoted_value("not a boolean (true/false/1/0)"),
+            )
+        )
+    if column.allowed:
+        rules.append(
+            Rule(
+                sql.SQL("({c} is not null and btrim({c}) <> '' and {c} not in ({vals}))").format(
+                    c=col, vals=sql.SQL(", ").join(map(sql.Literal, column.allowed))
+                ),
+                quoted_value(f"not one of {', '.join(column.allowed)}"),
+            )
+        )
+    return rules
+
+
+def entity_rules(entity: Entity, decimal_comma: bool) -> list[Rule]:
+    return [rule for column in entity.columns for rule in column_rules(column, decimal_comma)]
+
+
+def failure_condition(rules: list[Rule]) -> sql.Composable:
+    """True for a row that breaks any rule."""
+    if not rules:
+        return sql.SQL("false")
+    return sql.SQL("({})").format(sql.SQL(" or ").join(r.condition for r in rules))
+
+
+def reason_expression(rules: list[Rule]) -> sql.Composable:
+    """Every reason a row fails, `; `-separated."""
+    if not rules:
+        return sql.Literal("")
+    cases = sql.SQL(", ").join(sql.SQL("case when {} then {} end").format(r.condition, r.reason) for r in rules)
+    return sql.SQL("concat_ws('; ', {})").format(cases)
