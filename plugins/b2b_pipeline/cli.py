@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +18,7 @@ from rich.table import Table
 
 from b2b_pipeline.config import b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
+from b2b_pipeline.nightly import Night
 from b2b_pipeline.warehouse import redact, warehouse_dsn
 
 app = typer.Typer(
@@ -22,8 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(file=sys.__stdout__)
+err = Console(file=sys.__stderr__)
 
 DEMO_SEED = 42
 DEMO_ACCOUNTS = 2000
@@ -85,8 +89,27 @@ def load(
 
 
 @app.command()
+def run(
+    date_: Annotated[
+        str, typer.Option("--date", help="The night's as-of date D (it counts data before D+1 00:00 UTC).")
+    ],
+    source_dir: Annotated[Path, typer.Option(help="The drop root (holding crm/ and billing/).")],
+) -> None:
+    """Run one night through the real Airflow DAG: extract, dbt, quality gate, publish, summary.
+
+    Exits 0 when the night published, 2 when the quality gate blocked it (the published
+    marts stay as they were), 1 on any other error.
+    """
+    night = Night(as_of=_date(date_, "--date"), source_dir=source_dir.expanduser().resolve())
+    if not night.source_dir.is_dir():
+        err.print(f"[red]error:[/red] the drop folder {night.source_dir} does not exist")
+        raise typer.Exit(1)
+    raise typer.Exit(_run_night(night))
+
+
+@app.command()
 def demo() -> None:
-    """Generate the demo company under B2B_HOME, load it, and show what landed and what was quarantined."""
+    """Generate the demo company under B2B_HOME and run its last night; print the metrics and the reports."""
     home = b2b_home()
     drop = home / "demo" / "drop"
     marker = drop / ".complete"
@@ -95,10 +118,31 @@ def demo() -> None:
     else:
         _generate(drop, DEMO_SEED, DEMO_ACCOUNTS, DEMO_START, DEMO_END, DEMO_NIGHTLY_DAYS, False, DEMO_ERROR_RATE)
         marker.write_text("generated\n")
+    raise typer.Exit(_run_night(Night(as_of=DEMO_END, source_dir=drop)))
+
+
+@app.command("airflow")
+def airflow_ui(
+    port: Annotated[int, typer.Option(help="Port of the Airflow UI on localhost.")] = 8080,
+) -> None:
+    """Start Airflow standalone on localhost with the nightly DAG and the warehouse connection configured."""
+    from b2b_pipeline.orchestration.local_airflow import airflow_environment, prepare_airflow
+    from b2b_pipeline.orchestration.project import ensure_manifest
+
+    home = b2b_home()
     dsn = _dsn()
-    report = _load(dsn, drop, None)
-    _print_load_report(report)
-    _print_warehouse_totals(dsn)
+    ensure_manifest(dsn)
+    prepare_airflow(home, dsn)
+    env = {
+        **os.environ,
+        **airflow_environment(home, dsn),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+    }
+    passwords = home / "airflow" / "simple_auth_manager_passwords.json.generated"
+    console.print(f"Airflow UI on http://localhost:{port}; the admin password is written to {passwords}")
+    airflow = Path(sys.executable).with_name("airflow")
+    os.execve(str(airflow), [str(airflow), "standalone"], env)
 
 
 def _date(value: str, option: str) -> date:
@@ -221,3 +265,67 @@ def _print_warehouse_totals(dsn: str) -> None:
         console.print("Quarantined, for example:")
         for file, line, reason in examples:
             console.print(f"  {file}:{line}: {reason}")
+
+
+TASK_STYLE = {"running": "yellow", "success": "green", "failed": "red", "skipped": "dim"}
+
+
+def _run_night(night: Night) -> int:
+    """Run the night through the DAG with per-task progress; print the outcome; the exit code."""
+    from b2b_pipeline.orchestration.local_airflow import run_night
+
+    home = b2b_home()
+    dsn = _dsn()
+    log_file = home / "logs" / f"night-{night.as_of.isoformat()}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"Night {night.as_of} from {night.source_dir}; Airflow's log: {log_file}")
+
+    def on_task(task_id: str, state: str) -> None:
+        style = TASK_STYLE.get(state, "white")
+        console.print(f"  [{style}]{state:>8}[/{style}]  {task_id}")
+
+    try:
+        with (
+            log_file.open("a", encoding="utf-8") as sink,
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
+            outcome = run_night(home, dsn, night, on_task)
+    except Exception as exc:
+        err.print(f"[red]error:[/red] the night could not run: {exc}")
+        return 1
+    if outcome.state == "published":
+        _print_headline(dsn, night)
+        console.print(
+            f"[green]Published[/green] the marts of {night.as_of}. "
+            f"Reports: {home / 'reports' / night.as_of.isoformat()}"
+        )
+    elif outcome.state == "blocked":
+        err.print("[red]Blocked[/red] by the quality gate; the published marts stay as they were.")
+        for check in (outcome.gate or {}).get("checks", []):
+            if not check.get("success") and check.get("severity") == "block":
+                err.print(f"  - {check.get('name')}: {check.get('summary') or check.get('observed')}")
+        err.print(f"Report: {home / 'reports' / night.as_of.isoformat() / 'quality.html'}")
+    else:
+        err.print(f"[red]Failed[/red]: {outcome.error}. See {log_file}")
+    return outcome.exit_code
+
+
+def _print_headline(dsn: str, night: Night) -> None:
+    from b2b_pipeline.nightly import headline_metrics
+
+    metrics = headline_metrics(dsn, night.as_of)
+    table = Table(title=f"Headline metrics, {night.as_of:%B %Y} to {night.as_of}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        if value is None:
+            shown = "—"
+        elif name.endswith(("_rate", "_share")):
+            shown = f"{value:.1%}"
+        elif isinstance(value, float):
+            shown = f"{value:,.2f}"
+        else:
+            shown = f"{value:,}"
+        table.add_row(name.replace("_", " "), shown)
+    console.print(table)

@@ -1,0 +1,129 @@
+"""b2b_sales_nightly: extract CRM and billing, build the star schema and marts, gate, publish.
+
+Wiring only: every task calls a function of the `b2b_pipeline` package, and the dbt
+task group is rendered by cosmos from the compiled manifest (no dbt at parse time).
+Nothing here touches a database or the network when the file is parsed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, get_current_context, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+from b2b_pipeline.orchestration.callbacks import notify_failure
+from b2b_pipeline.orchestration.dbt_profile import WarehouseProfileMapping
+from b2b_pipeline.orchestration.project import dbt_manifest_path, dbt_project_path
+from b2b_pipeline.orchestration.warehouse_hook import WAREHOUSE_CONN_ID
+
+PUBLISHED_MARTS = Asset(name="b2b_published_marts", uri="b2b://warehouse/marts")
+NIGHT = "ti.xcom_pull(task_ids='resolve_night')"
+
+
+@dag(
+    dag_id="b2b_sales_nightly",
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=4),
+    tags=["b2b", "nightly"],
+    doc_md=__doc__,
+    default_args={
+        "owner": "data-engineering",
+        "retries": 0,
+        "on_failure_callback": notify_failure,
+    },
+)
+def b2b_sales_nightly() -> None:
+    @task
+    def resolve_night() -> dict[str, str]:
+        """Name the night: its as-of date and drop folder (conf, else data interval and B2B_SOURCE_DIR)."""
+        from b2b_pipeline.nightly import resolve_night as resolve
+
+        context = get_current_context()
+        return resolve(context["dag_run"].conf, context.get("data_interval_end")).as_dict()
+
+    @task(retries=3, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True)
+    def extract(system: str, night: dict[str, str]) -> dict:
+        """Load the night's new files of one source system into raw_files."""
+        from b2b_pipeline.nightly import Night
+        from b2b_pipeline.nightly import extract as extract_system
+        from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+
+        return extract_system(WarehouseHook().get_dsn(), Night.from_dict(night), system)
+
+    @task
+    def prepare_candidates() -> None:
+        """Drop leftover candidate schemas so that tonight's dbt build starts clean."""
+        from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+        from b2b_pipeline.publish import prepare_candidates as prepare
+
+        prepare(WarehouseHook().get_dsn())
+
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        project_config=ProjectConfig(
+            dbt_project_path=dbt_project_path(),
+            manifest_path=dbt_manifest_path(),
+            project_name="b2b_pipeline",
+        ),
+        profile_config=ProfileConfig(
+            profile_name="b2b_pipeline",
+            target_name="warehouse",
+            profile_mapping=WarehouseProfileMapping(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "public"}),
+        ),
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            should_detach_multiple_parents_tests=True,
+            emit_datasets=False,
+        ),
+        operator_args={
+            "install_deps": False,
+            "vars": {
+                "as_of_date": "{{ " + NIGHT + "['as_of_date'] }}",
+                "core_schema": "core__candidate",
+                "marts_schema": "marts__candidate",
+            },
+        },
+    )
+
+    @task
+    def quality_gate(night: dict[str, str]) -> dict:
+        """Validate the candidate schemas with the Great Expectations suites; fail the run when blocked."""
+        from b2b_pipeline.nightly import Night
+        from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+        from b2b_pipeline.quality.gate import enforce_gate
+
+        return enforce_gate(WarehouseHook().get_dsn(), Night.from_dict(night))
+
+    @task(outlets=[PUBLISHED_MARTS])
+    def publish() -> dict:
+        """Swap the validated candidates in as core and marts, atomically, with bi_reader's grants."""
+        from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+        from b2b_pipeline.publish import publish as swap
+
+        result = swap(WarehouseHook().get_dsn())
+        return {"schemas": list(result.schemas), "tables": result.tables}
+
+    @task
+    def summary(night: dict[str, str]) -> dict:
+        """The night's headline metrics from the published marts."""
+        from b2b_pipeline.nightly import Night, headline_metrics
+        from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+
+        return headline_metrics(WarehouseHook().get_dsn(), Night.from_dict(night).as_of)
+
+    night = resolve_night()
+    loads = [extract.override(task_id=f"extract_{system}")(system, night) for system in ("crm", "billing")]
+    prepared = prepare_candidates()
+    gate = quality_gate(night)
+    loads >> prepared >> dbt >> gate >> publish() >> summary(night)
+
+
+b2b_sales_nightly()

@@ -1,0 +1,161 @@
+"""Run one night through the real `b2b_sales_nightly` DAG, in-process, with Airflow's state under B2B_HOME.
+
+`b2b run` and `b2b demo` call `run_night()`: it points Airflow at a home of its
+own (`B2B_HOME/airflow`: config, SQLite metadata database, logs), migrates that
+database once, sets the warehouse connection from the warehouse URL, compiles
+the dbt manifest when stale, and executes the DAG for the night with
+`dag.test()`, reporting each task as it starts and ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from b2b_pipeline.nightly import Night
+from b2b_pipeline.orchestration.project import dags_folder, ensure_manifest
+from b2b_pipeline.orchestration.warehouse_hook import connection_json
+from b2b_pipeline.quality.report import gate_result_path
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "b2b_sales_nightly"
+TaskCallback = Callable[[str, str], None]  # (task_id, "running" | "success" | "failed" | "skipped")
+
+
+@dataclass
+class NightOutcome:
+    """How a night ended: published, blocked by the gate, or failed."""
+
+    night: Night
+    state: str  # "published", "blocked" or "failed"
+    tasks: dict[str, str] = field(default_factory=dict)
+    gate: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"published": 0, "blocked": 2}.get(self.state, 1)
+
+
+def airflow_environment(home: Path, dsn: str) -> dict[str, str]:
+    """The environment that gives Airflow a home of its own under `home` and the warehouse connection."""
+    airflow_home = home / "airflow"
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs" / "airflow"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW_CONN_B2B_WAREHOUSE": connection_json(dsn),
+        "B2B_HOME": str(home),
+    }
+
+
+def prepare_airflow(home: Path, dsn: str) -> None:
+    """Set the environment and migrate the metadata database when it is new or older than Airflow."""
+    env = airflow_environment(home, dsn)
+    os.environ.update(env)
+    airflow_home = Path(env["AIRFLOW_HOME"])
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    from airflow import __version__ as airflow_version
+
+    stamp = airflow_home / ".migrated"
+    if stamp.exists() and stamp.read_text().strip() == airflow_version:
+        return
+    log.info("migrating Airflow's metadata database in %s", airflow_home)
+    airflow = Path(sys.executable).with_name("airflow")
+    done = subprocess.run(
+        [str(airflow), "db", "migrate"], env=os.environ.copy(), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    stamp.write_text(airflow_version)
+
+
+def logical_date_for(as_of: date) -> datetime:
+    """The logical date whose data interval [as_of 02:00, as_of+1 02:00) names the night of `as_of`."""
+    return datetime.combine(as_of + timedelta(days=1), time(2, 0), tzinfo=UTC)
+
+
+class _TaskProgress:
+    """An Airflow listener that reports task states to a callback."""
+
+    def __init__(self, callback: TaskCallback) -> None:
+        self.callback = callback
+
+    def _report(self, task_instance: Any, state: str) -> None:
+        try:
+            self.callback(task_instance.task_id, state)
+        except Exception:  # progress output must never break the night
+            log.exception("progress callback failed")
+
+
+def _listener(callback: TaskCallback) -> object:
+    from airflow.sdk._shared.listeners import hookimpl
+
+    class Listener(_TaskProgress):
+        @hookimpl
+        def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
+            self._report(task_instance, "running")
+
+        @hookimpl
+        def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
+            self._report(task_instance, "success")
+
+        @hookimpl
+        def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+            self._report(task_instance, "failed")
+
+    return Listener(callback)
+
+
+def load_dag() -> Any:
+    """The nightly DAG from the dags folder; raises with the import errors when it does not parse."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(dags_folder()))
+    if bag.import_errors:
+        raise RuntimeError(
+            "the DAG files do not import:\n" + "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
+        )
+    dag = bag.get_dag(DAG_ID)
+    if dag is None:
+        raise RuntimeError(f"no DAG {DAG_ID} in {dags_folder()}")
+    return dag
+
+
+def run_night(home: Path, dsn: str, night: Night, on_task: TaskCallback | None = None) -> NightOutcome:
+    """Execute the DAG for one night and say how it ended."""
+    ensure_manifest(dsn)
+    prepare_airflow(home, dsn)
+    if on_task is not None:
+        from airflow.sdk.listener import get_listener_manager
+
+        get_listener_manager().add_listener(_listener(on_task))
+    gate_file = gate_result_path(home, night.as_of)
+    gate_file.unlink(missing_ok=True)
+    dag = load_dag()
+    run = dag.test(logical_date=logical_date_for(night.as_of), run_conf=night.as_dict())
+    tasks = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
+    gate = json.loads(gate_file.read_text()) if gate_file.exists() else None
+    run_state = str(getattr(run.state, "value", run.state))
+    if run_state == "success":
+        state = "published"
+    elif gate is not None and not gate.get("passed", True):
+        state = "blocked"
+    else:
+        state = "failed"
+    failed = sorted(t for t, s in tasks.items() if s in ("failed", "upstream_failed"))
+    error = None if state == "published" else f"tasks not successful: {', '.join(failed) or run_state}"
+    return NightOutcome(night=night, state=state, tasks=tasks, gate=gate, error=error)
