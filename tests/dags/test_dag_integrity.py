@@ -1,0 +1,93 @@
+"""DAG integrity: the nightly DAG imports, has its schedule, tasks and order, and parses fast."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from b2b_pipeline.orchestration.project import dags_folder
+
+DAG_ID = "b2b_sales_nightly"
+
+
+@pytest.fixture(scope="module")
+def dagbag(manifest: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(dags_folder()))
+
+
+def test_dags_import_without_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert DAG_ID in dagbag.dag_ids
+
+
+def test_schedule_is_a_nightly_data_interval(dagbag) -> None:
+    from airflow.sdk import CronDataIntervalTimetable
+
+    dag = dagbag.get_dag(DAG_ID)
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.summary == "0 2 * * *"
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.default_args["on_failure_callback"].__name__ == "notify_failure"
+
+
+def test_tasks_and_their_order(dagbag) -> None:
+    dag = dagbag.get_dag(DAG_ID)
+    tasks = {t.task_id: t for t in dag.tasks}
+    for task_id in (
+        "resolve_night",
+        "extract_crm",
+        "extract_billing",
+        "prepare_candidates",
+        "quality_gate",
+        "publish",
+        "summary",
+    ):
+        assert task_id in tasks
+    dbt_tasks = [t for t in tasks if t.startswith("dbt.")]
+    assert any("fct_deals" in t for t in dbt_tasks) and any("customer_value" in t for t in dbt_tasks)
+    # extraction of CRM and billing runs in parallel, both before dbt
+    assert tasks["extract_crm"].downstream_task_ids == {"prepare_candidates"}
+    assert tasks["extract_billing"].downstream_task_ids == {"prepare_candidates"}
+    assert tasks["extract_crm"].retries == 3 and tasks["extract_crm"].retry_exponential_backoff
+    # every dbt task lies between prepare_candidates and the gate
+    for task_id in dbt_tasks:
+        assert "prepare_candidates" in tasks[task_id].get_flat_relative_ids(upstream=True)
+        assert "quality_gate" in tasks[task_id].get_flat_relative_ids(upstream=False)
+    assert tasks["quality_gate"].downstream_task_ids == {"publish"}
+    assert tasks["publish"].downstream_task_ids == {"summary"}
+    assert [o.name for o in tasks["publish"].outlets] == ["b2b_published_marts"]
+
+
+def test_no_cycles(dagbag) -> None:
+    from airflow.utils.dag_cycle_tester import check_cycle
+
+    check_cycle(dagbag.get_dag(DAG_ID))  # raises on a cycle
+
+
+def test_parse_time_under_a_second(dagbag) -> None:
+    """Parsing the DAG file (as the dag-processor and each worker do, Airflow already imported)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        bag = DagBag(dag_folder=str(dags_folder() / "b2b_sales_nightly.py"))
+        timings.append(time.perf_counter() - started)
+        assert DAG_ID in bag.dag_ids
+    assert min(timings) < 1.0, timings
+
+
+def test_the_dag_file_touches_no_database_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing with an unreachable warehouse and no connection defined still works."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW_CONN_B2B_WAREHOUSE", '{"conn_type": "postgres", "host": "127.0.0.1", "port": 1}')
+    monkeypatch.setenv("B2B_WAREHOUSE_DSN", "postgresql://nobody@127.0.0.1:1/none")
+    started = time.perf_counter()
+    bag = DagBag(dag_folder=str(dags_folder() / "b2b_sales_nightly.py"))
+    assert bag.import_errors == {} and time.perf_counter() - started < 5
