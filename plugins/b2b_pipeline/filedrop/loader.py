@@ -216,17 +216,15 @@ def _load_in_transaction(
     size = f.path.stat().st_size
     report = (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None)
     if header is None:
-        inserted, unreadable = _load_jsonl(conn, batch_id, file_id, f, report)
+        loaded, quarantined = _load_jsonl(conn, batch_id, file_id, f, report)
     else:
-        inserted, unreadable = _load_csv(conn, batch_id, file_id, f, header, report)
-    decimal_comma = header is not None and header.delimiter == ";"
-    invalid = _quarantine_invalid(conn, batch_id, file_id, f.relpath, entity, decimal_comma)
+        loaded, quarantined = _load_csv(conn, batch_id, file_id, f, header, report)
     result = FileResult(
         f.relpath,
         entity.name,
         "loaded",
-        rows_loaded=inserted - invalid,
-        rows_quarantined=unreadable + invalid,
+        rows_loaded=loaded,
+        rows_quarantined=quarantined,
         file_id=file_id,
     )
     conn.execute(
@@ -245,15 +243,23 @@ def _load_csv(
     header: CsvHeader,
     report: Callable[[int], None],
 ) -> tuple[int, int]:
-    """Rows of a CSV put into the raw table, and rows quarantined as unreadable (ragged)."""
+    """Rows of a CSV loaded and quarantined.
+
+    The fast path COPYs straight into the raw table and then moves the rows that break
+    a rule to the quarantine; a file with columns the contract does not name, or with
+    ragged rows, goes through a temporary table instead.
+    """
     assert f.entity is not None
+    decimal_comma = header.delimiter == ";"
     if all(c in f.entity.column_names for c in header.columns):
         try:
             with conn.transaction():  # a savepoint: a ragged row sends the file to the staged path
-                return _copy_direct(conn, f, header, report), 0
+                copied = _copy_direct(conn, f, header, report)
         except errors.BadCopyFileFormat as exc:
             log.info("%s: %s; reading it row by row to quarantine the ragged rows", f.relpath, _copy_error(exc))
             return _load_csv_staged(conn, batch_id, file_id, f, header, report, parse_in_python=True)
+        invalid = _quarantine_invalid(conn, batch_id, file_id, f.relpath, f.entity, decimal_comma)
+        return copied - invalid, invalid
     return _load_csv_staged(conn, batch_id, file_id, f, header, report, parse_in_python=False)
 
 
@@ -320,6 +326,9 @@ def _load_csv_staged(
     parse_in_python: bool,
 ) -> tuple[int, int]:
     """A CSV through a temporary table: for columns the contract does not name, and for ragged rows."""
+    assert f.entity is not None
+    rows = _incoming_rows(f.entity, header.columns)
+    decimal_comma = header.delimiter == ";"
     if not parse_in_python:
         try:
             with conn.transaction():
@@ -330,7 +339,7 @@ def _load_csv_staged(
                     _copy_options(header.columns, header.delimiter),
                 )
                 _stream_copy(conn, statement, f, report)
-                return _move_incoming(conn, batch_id, file_id, f, header.columns)
+                return _move_incoming(conn, batch_id, file_id, f, rows, decimal_comma)
         except errors.BadCopyFileFormat as exc:
             log.info("%s: %s; reading it row by row to quarantine the ragged rows", f.relpath, _copy_error(exc))
     _create_incoming(conn, header.columns, line_identity=False)
@@ -340,7 +349,7 @@ def _load_csv_staged(
     with conn.cursor() as cur, cur.copy(statement) as copy:
         for row in _parse_csv_rows(f, header, report):
             copy.write_row(row)
-    return _move_incoming(conn, batch_id, file_id, f, header.columns)
+    return _move_incoming(conn, batch_id, file_id, f, rows, decimal_comma)
 
 
 def _parse_csv_rows(f: DropFile, header: CsvHeader, report: Callable[[int], None]) -> Iterator[tuple]:
@@ -372,34 +381,59 @@ def _parse_csv_rows(f: DropFile, header: CsvHeader, report: Callable[[int], None
 
 
 def _move_incoming(
-    conn: psycopg.Connection, batch_id: int, file_id: int, f: DropFile, columns: tuple[str, ...]
+    conn: psycopg.Connection,
+    batch_id: int,
+    file_id: int,
+    f: DropFile,
+    rows: sql.Composable,
+    decimal_comma: bool,
 ) -> tuple[int, int]:
-    """Quarantine the unreadable rows of the temporary table and move the rest to the raw table."""
+    """Validate the rows of a temporary relation once, then insert the good ones into the raw table
+    and the others into the quarantine; (loaded, quarantined).
+
+    `rows` selects `_line`, `_problem` (why the row could not be read at all, else NULL),
+    `_raw_row` (jsonb of an unreadable row), every contract column as text, and `_extra`.
+    """
     entity = f.entity
     assert entity is not None
-    unreadable = conn.execute(
+    rules = entity_rules(entity, decimal_comma)
+    conn.execute(
+        sql.SQL(
+            # offset 0 keeps the rows a subquery, so that each column is computed once, not once per rule
+            "create temp table _b2b_checked on commit drop as select r.*, {} as _reason from ({} offset 0) r"
+        ).format(reason_expression(rules), rows)
+    )
+    columns = sql.SQL(", ").join(map(sql.Identifier, entity.column_names))
+    quarantined = conn.execute(
         sql.SQL(
             "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
-            "select %s, %s, %s, _line, %s, _problem, jsonb_build_object('line', _raw) from {} "
-            "where _problem is not null"
-        ).format(INCOMING),
+            "select %s, %s, %s, _line, %s, coalesce(_problem, _reason), "
+            "coalesce(_raw_row, jsonb_strip_nulls(to_jsonb(c) - '{_line,_problem,_raw_row,_reason}'::text[])) "
+            "from _b2b_checked c where _problem is not null or _reason <> ''"
+        ),
         (batch_id, file_id, f.relpath, entity.name),
     ).rowcount
-    known = [c for c in columns if c in entity.column_names]
-    unknown = [c for c in columns if c not in entity.column_names]
-    inserted = conn.execute(
+    loaded = conn.execute(
         sql.SQL(
-            "insert into {} ({}, _file_id, _line, _extra) select {}, %s, _line, {} from {} where _problem is null"
-        ).format(
-            entity_table(entity),
-            sql.SQL(", ").join(map(sql.Identifier, known)),
-            sql.SQL(", ").join(map(sql.Identifier, known)),
-            _extra_expression(unknown),
-            INCOMING,
-        ),
+            "insert into {} ({}, _file_id, _line, _extra) select {}, %s, _line, _extra from _b2b_checked "
+            "where _problem is null and _reason = ''"
+        ).format(entity_table(entity), columns, columns),
         (file_id,),
     ).rowcount
-    return inserted, unreadable
+    return loaded, quarantined
+
+
+def _incoming_rows(entity: Entity, columns: tuple[str, ...]) -> sql.Composable:
+    """The rows of `_b2b_incoming` (a CSV's header columns) in the shape `_move_incoming` reads."""
+    contract = sql.SQL(", ").join(
+        sql.SQL("{} as {}").format(sql.Identifier(c) if c in columns else sql.SQL("null::text"), sql.Identifier(c))
+        for c in entity.column_names
+    )
+    unknown = [c for c in columns if c not in entity.column_names]
+    return sql.SQL(
+        "select _line, _problem, case when _problem is not null then jsonb_build_object('line', _raw) end as _raw_row, "
+        "{}, {} as _extra from {}"
+    ).format(contract, _extra_expression(unknown), INCOMING)
 
 
 def _extra_expression(unknown: list[str]) -> sql.Composable:
@@ -429,32 +463,34 @@ def _load_jsonl(
         f,
         report,
     )
-    conn.execute(
-        "create temp table _b2b_docs on commit drop as "
-        "select _line, _doc, case when coalesce(raw_files.is_valid_input(_doc, 'jsonb'), false) "
-        "then _doc::jsonb end as doc from _b2b_lines where _doc is not null and btrim(_doc) <> ''"
-    )
-    unreadable = conn.execute(
-        "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
-        "select %s, %s, %s, _line, %s, case when doc is null then 'not valid JSON' else 'not a JSON object' end, "
-        "jsonb_build_object('line', left(_doc, 10000)) from _b2b_docs "
-        "where doc is null or jsonb_typeof(doc) <> 'object'",
-        (batch_id, file_id, f.relpath, entity.name),
-    ).rowcount
+    try:  # parse each line once, optimistically; a line that is not JSON sends the file to the checking parse
+        with conn.transaction():
+            return _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, check_json=False), decimal_comma=False)
+    except errors.InvalidTextRepresentation:
+        return _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, check_json=True), decimal_comma=False)
+
+
+def _json_rows(entity: Entity, *, check_json: bool) -> sql.Composable:
+    """The lines of `_b2b_lines` parsed, in the shape `_move_incoming` reads."""
     names = entity.column_names
-    inserted = conn.execute(
-        sql.SQL(
-            "insert into {} ({}, _file_id, _line, _extra) "
-            "select {}, %s, _line, nullif(doc - %s::text[], '{{}}'::jsonb) from _b2b_docs "
-            "where jsonb_typeof(doc) = 'object'"
-        ).format(
-            entity_table(entity),
-            sql.SQL(", ").join(map(sql.Identifier, names)),
-            sql.SQL(", ").join(sql.SQL("nullif(doc ->> {}, '')").format(sql.Literal(c)) for c in names),
-        ),
-        (file_id, list(names)),
-    ).rowcount
-    return inserted, unreadable
+    contract = sql.SQL(", ").join(
+        sql.SQL("nullif(doc ->> {}, '') as {}").format(sql.Literal(c), sql.Identifier(c)) for c in names
+    )
+    parse = sql.SQL(
+        "case when coalesce(raw_files.is_valid_input(_doc, 'jsonb'), false) then _doc::jsonb end"
+        if check_json
+        else "_doc::jsonb"
+    )
+    return sql.SQL(
+        "select _line, "
+        "case when doc is null then 'not valid JSON' when jsonb_typeof(doc) <> 'object' then 'not a JSON object' "
+        "end as _problem, "
+        "case when doc is null or jsonb_typeof(doc) <> 'object' then jsonb_build_object('line', left(_doc, 10000)) "
+        "end as _raw_row, "
+        "{}, case when jsonb_typeof(doc) = 'object' then nullif(doc - {}::text[], '{{}}'::jsonb) end as _extra "
+        "from (select _line, _doc, {} as doc from _b2b_lines where _doc is not null and btrim(_doc) <> '' "
+        "offset 0) lines"  # offset 0: parse each line once, not once per column
+    ).format(contract, sql.Literal(list(names)), parse)
 
 
 def _quarantine_invalid(

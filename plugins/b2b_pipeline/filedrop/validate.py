@@ -1,8 +1,10 @@
 """The row rules of SOURCES.md as SQL: one failure condition per column rule.
 
-Rows land in the raw table as text; one set-based pass then moves the rows that
-break a rule to `raw_files.quarantine` with every reason. Conditions are never
-NULL, so `a or b` is a safe filter.
+Rows land as text; one set-based pass then sends the rows that break a rule to
+`raw_files.quarantine` with every reason. Conditions are never NULL, so `a or b`
+is a safe filter. An empty value has already been made NULL (COPY's FORCE_NULL,
+or `nullif` for JSON), so "missing" is `is null`. The checks are ordered and
+chosen for cost: they run on every row of every file.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def column_rules(column: Column, decimal_comma: bool) -> list[Rule]:
     if column.required:
         rules.append(
             Rule(
-                sql.SQL("({} is null or btrim({}) = '')").format(col, col),
+                sql.SQL("({} is null)").format(col),
                 sql.Literal(f"{name}: required value missing"),
             )
         )
@@ -108,14 +110,16 @@ def column_rules(column: Column, decimal_comma: bool) -> list[Rule]:
     elif column.kind is Kind.BOOLEAN:
         rules.append(
             Rule(
-                sql.SQL("({c} is not null and lower(btrim({c})) not in ('true', 'false', '1', '0', ''))").format(c=col),
+                sql.SQL(
+                    "({c} is not null and {c} not in ('true', 'false', '1', '0', 'TRUE', 'FALSE', 'True', 'False'))"
+                ).format(c=col),
                 quoted_value("not a boolean (true/false/1/0)"),
             )
         )
     if column.allowed:
         rules.append(
             Rule(
-                sql.SQL("({c} is not null and btrim({c}) <> '' and {c} not in ({vals}))").format(
+                sql.SQL("({c} is not null and {c} not in ({vals}))").format(
                     c=col, vals=sql.SQL(", ").join(map(sql.Literal, column.allowed))
                 ),
                 quoted_value(f"not one of {', '.join(column.allowed)}"),
