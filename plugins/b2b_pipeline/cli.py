@@ -197,7 +197,7 @@ def _generate(
                 error_rate=error_rate,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except ValueError as exc:
+        except (ValueError, FileExistsError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
 

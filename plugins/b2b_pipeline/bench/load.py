@@ -1,9 +1,10 @@
-"""The load benchmark: the file-drop loader against plain COPY of the same files.
+"""The load benchmark: the file-drop loader against plain COPY of the same files, file by file.
 
-Plain COPY is the ceiling: each file's bytes streamed by psycopg into a table of
-text columns shaped like its header (JSON Lines: one text column), with no
-validation, no ledger and no quarantine. The loader does all of that; its
-throughput is reported as a share of plain COPY's.
+Plain COPY is the ceiling: the file's bytes streamed by psycopg into a table of
+text columns shaped like its header (JSON Lines: one text column per line),
+with no validation, no ledger and no quarantine. The loader does all of that;
+its throughput is reported as a share of plain COPY's, per file, per format and
+for the whole drop.
 """
 
 from __future__ import annotations
@@ -12,48 +13,72 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from b2b_pipeline.filedrop.discover import discover
-from b2b_pipeline.filedrop.loader import load_drop
+from b2b_pipeline.filedrop.discover import DropFile, discover
+from b2b_pipeline.filedrop.loader import load_file
 from b2b_pipeline.filedrop.reader import chunks, read_csv_header
-from b2b_pipeline.warehouse import with_database
+from b2b_pipeline.filedrop.schema import ensure_raw_schema
+from b2b_pipeline.warehouse import connect, with_database
 
 
 @dataclass(frozen=True)
-class LoadBenchmark:
-    """Rows and seconds of both ways of loading one drop."""
+class FileTiming:
+    """Rows and seconds of both ways of loading one file."""
 
-    files: int
+    file: str
+    format: str
     bytes: int
     rows: int
-    plain_copy_seconds: float
+    plain_seconds: float
     loader_seconds: float
-
-    @property
-    def plain_rows_per_second(self) -> float:
-        return self.rows / self.plain_copy_seconds
-
-    @property
-    def loader_rows_per_second(self) -> float:
-        return self.rows / self.loader_seconds
 
     @property
     def ratio(self) -> float:
         """Loader throughput as a share of plain COPY's."""
-        return self.plain_copy_seconds / self.loader_seconds
+        return self.plain_seconds / self.loader_seconds if self.loader_seconds else 0.0
 
-    def as_dict(self) -> dict[str, float]:
+
+def summarize(timings: list[FileTiming]) -> dict[str, Any]:
+    """Totals over files: rows, seconds, rows per second and the ratio, overall and per format."""
+
+    def total(items: list[FileTiming]) -> dict[str, Any]:
+        rows = sum(t.rows for t in items)
+        plain = sum(t.plain_seconds for t in items)
+        loader = sum(t.loader_seconds for t in items)
         return {
-            **asdict(self),
-            "plain_rows_per_second": round(self.plain_rows_per_second),
-            "loader_rows_per_second": round(self.loader_rows_per_second),
-            "ratio": round(self.ratio, 3),
+            "files": len(items),
+            "rows": rows,
+            "bytes": sum(t.bytes for t in items),
+            "plain_copy_seconds": round(plain, 3),
+            "loader_seconds": round(loader, 3),
+            "plain_rows_per_second": round(rows / plain) if plain else None,
+            "loader_rows_per_second": round(rows / loader) if loader else None,
+            "ratio": round(plain / loader, 3) if loader else None,
         }
+
+    return {
+        "all": total(timings),
+        "by_format": {
+            fmt: total([t for t in timings if t.format == fmt]) for fmt in sorted({t.format for t in timings})
+        },
+        "files": [
+            {
+                "file": t.file,
+                "format": t.format,
+                "rows": t.rows,
+                "plain_copy_seconds": round(t.plain_seconds, 3),
+                "loader_seconds": round(t.loader_seconds, 3),
+                "ratio": round(t.ratio, 3),
+            }
+            for t in timings
+        ],
+    }
 
 
 @contextmanager
@@ -69,50 +94,53 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
-def plain_copy(dsn: str, drop: Path) -> tuple[int, float]:
-    """COPY every file of the drop into text tables, nothing else; (rows, seconds)."""
-    found = discover(drop)
-    rows = 0
-    with psycopg.connect(dsn) as conn:
-        started = time.perf_counter()
-        for i, f in enumerate(found.files):
-            table = sql.Identifier(f"plain_{i}")
-            if f.fmt == "csv":
-                header = read_csv_header(f.path, f.compressed)
-                columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header.columns)
-                options = sql.SQL("(format csv, header true, delimiter {})").format(sql.Literal(header.delimiter))
-            else:
-                columns = sql.SQL("doc text")
-                options = sql.SQL("(format csv, delimiter E'\\x02', quote E'\\x01')")
-            conn.execute(sql.SQL("create table {} ({})").format(table, columns))
-            with conn.cursor() as cur:
-                with cur.copy(sql.SQL("copy {} from stdin {}").format(table, options)) as copy:
-                    for chunk, _ in chunks(f.path, f.compressed):
-                        copy.write(chunk)
-                rows += cur.rowcount
-            conn.commit()
-        return rows, time.perf_counter() - started
+def plain_copy(conn: psycopg.Connection, f: DropFile, table: str) -> tuple[int, float]:
+    """COPY one file into a fresh table of text columns, nothing else; (rows, seconds)."""
+    ident = sql.Identifier(table)
+    if f.fmt == "csv":
+        header = read_csv_header(f.path, f.compressed)
+        columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in header.columns)
+        options = sql.SQL("(format csv, header true, delimiter {})").format(sql.Literal(header.delimiter))
+    else:
+        columns = sql.SQL("doc text")
+        options = sql.SQL("(format csv, delimiter E'\\x02', quote E'\\x01')")
+    conn.execute(sql.SQL("create table {} ({})").format(ident, columns))
+    conn.commit()
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("copy {} from stdin {}").format(ident, options)) as copy:
+            for chunk, _ in chunks(f.path, f.compressed):
+                copy.write(chunk)
+        rows = cur.rowcount
+    conn.commit()
+    return rows, time.perf_counter() - started
 
 
-def benchmark_load(admin_dsn: str, drop: Path) -> LoadBenchmark:
-    """Plain COPY of the drop, then the loader, each into its own fresh database."""
-    found = discover(drop)
-    size = sum(f.path.stat().st_size for f in found.files)
-    with scratch_database(admin_dsn) as dsn:
-        rows, plain_seconds = plain_copy(dsn, drop)
-    with scratch_database(admin_dsn) as dsn:
-        started = time.perf_counter()
-        report = load_drop(dsn, drop)
-        loader_seconds = time.perf_counter() - started
-    if report.rows_loaded + report.rows_quarantined != rows:
-        raise RuntimeError(
-            f"the loader took {report.rows_loaded + report.rows_quarantined} rows, plain COPY {rows}: "
-            "they read different files"
-        )
-    return LoadBenchmark(
-        files=len(found.files),
-        bytes=size,
-        rows=rows,
-        plain_copy_seconds=plain_seconds,
-        loader_seconds=loader_seconds,
-    )
+def benchmark_load(admin_dsn: str, drop: Path) -> list[FileTiming]:
+    """Each file of the drop: plain COPY into one fresh database, the loader into another."""
+    files = [f for f in discover(drop).files if f.problem is None]
+    timings: list[FileTiming] = []
+    with (
+        scratch_database(admin_dsn) as plain_dsn,
+        scratch_database(admin_dsn) as loader_dsn,
+        connect(plain_dsn) as plain_conn,
+        connect(loader_dsn, autocommit=True) as loader_conn,
+    ):
+        ensure_raw_schema(loader_conn)
+        batch_id = loader_conn.execute(
+            "insert into raw_files.load_batches (source_dir) values (%s) returning batch_id", (str(drop),)
+        ).fetchone()[0]  # type: ignore[index]
+        for i, f in enumerate(files):
+            rows, plain_seconds = plain_copy(plain_conn, f, f"plain_{i}")
+            started = time.perf_counter()
+            result = load_file(loader_conn, batch_id, f, None)
+            loader_seconds = time.perf_counter() - started
+            if result.rows_loaded + result.rows_quarantined != rows:
+                raise RuntimeError(
+                    f"{f.relpath}: the loader took {result.rows_loaded + result.rows_quarantined} rows, "
+                    f"plain COPY {rows}"
+                )
+            timings.append(
+                FileTiming(f.relpath, f.fmt or "", f.path.stat().st_size, rows, plain_seconds, loader_seconds)
+            )
+    return timings

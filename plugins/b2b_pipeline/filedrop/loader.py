@@ -210,7 +210,6 @@ def _load_in_transaction(
             header.delimiter if header else None,
         ),
     ).fetchone()[0]  # type: ignore[index]
-    conn.execute("select set_config('b2b.file_id', %s, true)", (str(file_id),))
     conn.execute(sql.SQL("select setval({}, 1, true)").format(sql.Literal(line_sequence(entity).as_string(conn))))
 
     size = f.path.stat().st_size
@@ -496,17 +495,29 @@ def _json_rows(entity: Entity, *, check_json: bool) -> sql.Composable:
 def _quarantine_invalid(
     conn: psycopg.Connection, batch_id: int, file_id: int, relpath: str, entity: Entity, decimal_comma: bool
 ) -> int:
-    """Move the file's rows that break a rule of SOURCES.md to the quarantine, with every reason."""
+    """Move the file's rows that break a rule of SOURCES.md to the quarantine, with every reason.
+
+    Finding them is a read-only query, which PostgreSQL may run with parallel workers (a
+    DELETE never is); only when it finds rows does a DELETE move them, by line.
+    """
     rules = entity_rules(entity, decimal_comma)
+    table = entity_table(entity)
+    found = conn.execute(
+        sql.SQL(
+            "create temp table _b2b_bad_lines on commit drop as select _line from {} where _file_id = {} and {}"
+        ).format(table, sql.Literal(file_id), failure_condition(rules))
+    ).rowcount
+    if not found:
+        return 0
     statement = sql.SQL(
-        "with bad as (delete from {table} where _file_id = {file_id} and {failure} returning *) "
+        "with bad as (delete from {table} t using _b2b_bad_lines b "
+        "where t._file_id = {file_id} and t._line = b._line returning t.*) "
         "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
         "select {batch_id}, _file_id, {file}, _line, {entity}, {reason}, "
         "jsonb_strip_nulls(to_jsonb(bad) - '_file_id' - '_line') from bad"
     ).format(
-        table=entity_table(entity),
+        table=table,
         file_id=sql.Literal(file_id),
-        failure=failure_condition(rules),
         batch_id=sql.Literal(batch_id),
         file=sql.Literal(relpath),
         entity=sql.Literal(entity.name),

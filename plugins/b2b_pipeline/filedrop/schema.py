@@ -106,12 +106,14 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
         for entity in ENTITIES:
             table = entity_table(entity)
             seq = line_sequence(entity)
-            conn.execute(sql.SQL("create sequence if not exists {}").format(seq))
+            # cached: the COPY of a file draws one value a row, which must cost next to nothing
+            conn.execute(sql.SQL("create sequence if not exists {} cache 10000").format(seq))
             columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c.name)) for c in entity.columns)
             conn.execute(
                 sql.SQL(
                     "create table if not exists {} ({}, "
-                    "_file_id bigint not null default current_setting('b2b.file_id')::bigint, "
+                    # the file this session registered last in file_loads: a session-local lookup a row
+                    "_file_id bigint not null default currval('raw_files.file_id_seq'), "
                     "_line bigint not null default nextval({}), _extra jsonb)"
                 ).format(table, columns, sql.Literal(f"{SCHEMA}.{entity.name}__line_seq"))
             )
