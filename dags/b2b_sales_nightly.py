@@ -15,9 +15,9 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from b2b_pipeline.orchestration.callbacks import notify_failure
+from b2b_pipeline.orchestration.connection import WAREHOUSE_CONN_ID
 from b2b_pipeline.orchestration.dbt_profile import WarehouseProfileMapping
 from b2b_pipeline.orchestration.project import dbt_manifest_path, dbt_project_path
-from b2b_pipeline.orchestration.warehouse_hook import WAREHOUSE_CONN_ID
 
 PUBLISHED_MARTS = Asset(name="b2b_published_marts", uri="b2b://warehouse/marts")
 NIGHT = "ti.xcom_pull(task_ids='resolve_night')"

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from b2b_pipeline.nightly import Night
+from b2b_pipeline.orchestration.connection import connection_json
 from b2b_pipeline.orchestration.project import dags_folder, ensure_manifest
-from b2b_pipeline.orchestration.warehouse_hook import connection_json
 from b2b_pipeline.quality.report import gate_result_path
 
 log = logging.getLogger(__name__)

@@ -380,6 +380,23 @@ def _validate(
     """Run the grouped checks with GX: one table asset per table, one validation per result format."""
     if not groups:
         return {}
+    gx_log = logging.getLogger("great_expectations")
+    gx_level = gx_log.level
+    gx_log.setLevel(max(gx_level, logging.WARNING))  # GX's info lines (config dumps) are noise in task logs
+    try:
+        return _validate_with_gx(dsn, groups, validated, values_by_layer, catalog, docs)
+    finally:
+        gx_log.setLevel(gx_level)
+
+
+def _validate_with_gx(
+    dsn: str,
+    groups: Mapping[tuple[str, str], list[Check]],
+    validated: Mapping[str, str],
+    values_by_layer: Mapping[str, Mapping[str, str]],
+    catalog: Mapping[tuple[str, str], set[str]],
+    docs: Path | None,
+) -> dict[str, CheckResult]:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
