@@ -79,8 +79,9 @@ def b2b_sales_nightly() -> None:
         execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
-            should_detach_multiple_parents_tests=True,
+            # one task per model, then every dbt test of the project in one task: a task costs a dbt
+            # invocation (about 2 s), and the quality gate after it is the authority on the data anyway
+            test_behavior=TestBehavior.AFTER_ALL,
             emit_datasets=False,
         ),
         operator_args={

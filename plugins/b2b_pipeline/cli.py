@@ -34,7 +34,7 @@ DEMO_ACCOUNTS = 2000
 DEMO_START = date(2024, 1, 1)
 DEMO_END = date(2026, 11, 25)
 DEMO_NIGHTLY_DAYS = 7
-DEMO_ERROR_RATE = 0.001
+DEMO_ERROR_RATE = 0.0005
 
 
 @app.callback()
@@ -280,16 +280,21 @@ def _run_night(night: Night) -> int:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"Night {night.as_of} from {night.source_dir}; Airflow's log: {log_file}")
 
-    def on_task(task_id: str, state: str) -> None:
-        style = TASK_STYLE.get(state, "white")
-        console.print(f"  [{style}]{state:>8}[/{style}]  {task_id}")
+    done = 0
 
+    def on_task(task_id: str, state: str) -> None:
+        nonlocal done
+        if state == "running":
+            return
+        done += 1
+        style = TASK_STYLE.get(state, "white")
+        console.print(f"  [{style}]{state:>7}[/{style}] {done:>3}  {task_id}", no_wrap=True, overflow="ellipsis")
+
+    # Airflow's own logging goes to the night's log file; the sink stays open until the process
+    # ends, because handlers Airflow configured during the run keep writing to it (at exit too).
+    sink = log_file.open("a", encoding="utf-8")
     try:
-        with (
-            log_file.open("a", encoding="utf-8") as sink,
-            contextlib.redirect_stdout(sink),
-            contextlib.redirect_stderr(sink),
-        ):
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             outcome = run_night(home, dsn, night, on_task)
     except Exception as exc:
         err.print(f"[red]error:[/red] the night could not run: {exc}")

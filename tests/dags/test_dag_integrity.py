@@ -27,7 +27,7 @@ def test_dags_import_without_errors(dagbag) -> None:
 def test_schedule_is_a_nightly_data_interval(dagbag) -> None:
     from airflow.sdk import CronDataIntervalTimetable
 
-    dag = dagbag.get_dag(DAG_ID)
+    dag = dagbag.dags[DAG_ID]
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.timetable.summary == "0 2 * * *"
     assert dag.max_active_runs == 1
@@ -36,7 +36,7 @@ def test_schedule_is_a_nightly_data_interval(dagbag) -> None:
 
 
 def test_tasks_and_their_order(dagbag) -> None:
-    dag = dagbag.get_dag(DAG_ID)
+    dag = dagbag.dags[DAG_ID]
     tasks = {t.task_id: t for t in dag.tasks}
     for task_id in (
         "resolve_night",
@@ -66,7 +66,7 @@ def test_tasks_and_their_order(dagbag) -> None:
 def test_no_cycles(dagbag) -> None:
     from airflow.utils.dag_cycle_tester import check_cycle
 
-    check_cycle(dagbag.get_dag(DAG_ID))  # raises on a cycle
+    check_cycle(dagbag.dags[DAG_ID])  # raises on a cycle
 
 
 def test_parse_time_under_a_second(dagbag) -> None:

@@ -129,7 +129,7 @@ def load_dag() -> Any:
         raise RuntimeError(
             "the DAG files do not import:\n" + "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
         )
-    dag = bag.get_dag(DAG_ID)
+    dag = bag.dags.get(DAG_ID)
     if dag is None:
         raise RuntimeError(f"no DAG {DAG_ID} in {dags_folder()}")
     return dag
