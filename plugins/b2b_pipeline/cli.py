@@ -145,6 +145,28 @@ def airflow_ui(
     os.execve(str(airflow), [str(airflow), "standalone"], env)
 
 
+@app.command()
+def bench(
+    sizes: Annotated[
+        str, typer.Option(help="Company sizes to measure: S (2,000 accounts), M (20,000), L (200,000).")
+    ] = "S,M,L",
+    out: Annotated[Path, typer.Option(help="Where the JSON and Markdown reports go.")] = Path("bench/results"),
+    cache: Annotated[Path, typer.Option(help="Where generated companies are kept between runs.")] = Path("bench/cache"),
+) -> None:
+    """Measure load vs plain COPY, full and incremental nights, the gate's share, parse time and memory."""
+    from b2b_pipeline.bench.harness import SIZES, run_bench
+
+    chosen = [s.strip().upper() for s in sizes.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SIZES]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"sizes are {', '.join(SIZES)}; got {sizes!r}", param_hint="--sizes")
+    home = b2b_home() / "bench"
+    dsn = _dsn()
+    json_path, markdown = run_bench(chosen, dsn, home, cache.resolve(), out.resolve(), lambda m: console.print(m))
+    console.print(markdown)
+    console.print(f"Results: {json_path} and {json_path.with_suffix('.md')}")
+
+
 def _date(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)

@@ -46,6 +46,8 @@ def fingerprint(dsn: str, schema: str = "marts") -> dict[str, str]:
 
 
 def test_publish_rerun_and_blocked_night(warehouse: str, tmp_path: Path) -> None:
+    if "host=/" not in warehouse:  # three whole nights: once, on the embedded warehouse, is enough
+        pytest.skip("the end-to-end nightly run is exercised on the embedded warehouse")
     home = tmp_path / "home"
     drop = tmp_path / "drop"
     generate_company(drop, seed=5, accounts=120, start=dt.date(2025, 6, 1), end=AS_OF)

@@ -38,6 +38,7 @@ class NightOutcome:
     night: Night
     state: str  # "published", "blocked" or "failed"
     tasks: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # each task's duration
     gate: dict[str, Any] | None = None
     error: str | None = None
 
@@ -147,7 +148,11 @@ def run_night(home: Path, dsn: str, night: Night, on_task: TaskCallback | None =
     gate_file.unlink(missing_ok=True)
     dag = load_dag()
     run = dag.test(logical_date=logical_date_for(night.as_of), run_conf=night.as_dict())
-    tasks = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
+    instances = run.get_task_instances()
+    tasks = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in instances}
+    seconds = {
+        ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in instances if ti.start_date and ti.end_date
+    }
     gate = json.loads(gate_file.read_text()) if gate_file.exists() else None
     run_state = str(getattr(run.state, "value", run.state))
     if run_state == "success":
@@ -158,4 +163,4 @@ def run_night(home: Path, dsn: str, night: Night, on_task: TaskCallback | None =
         state = "failed"
     failed = sorted(t for t, s in tasks.items() if s in ("failed", "upstream_failed"))
     error = None if state == "published" else f"tasks not successful: {', '.join(failed) or run_state}"
-    return NightOutcome(night=night, state=state, tasks=tasks, gate=gate, error=error)
+    return NightOutcome(night=night, state=state, tasks=tasks, seconds=seconds, gate=gate, error=error)

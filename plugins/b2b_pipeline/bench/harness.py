@@ -1,0 +1,251 @@
+"""`b2b bench`: companies of sizes S, M and L, measured side by side in one run.
+
+For each size: the file-drop load against plain COPY of the same files; a full
+night (load, dbt, gate, publish) through the real DAG; a nightly increment (the
+generator's last day of changes in a dated folder); the gate's share of a
+night; the DAG's parse time; and the peak memory (RSS of this process, which
+runs every task in-process, and its children) of each step. Companies are
+generated once and cached under `bench/cache/`. Results go to
+`bench/results/bench-<timestamp>.json` and `.md`.
+
+Numbers are measured, never asserted: machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import shutil
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from b2b_pipeline.bench.load import benchmark_load, scratch_database, summarize
+from b2b_pipeline.nightly import Night
+
+SIZES: dict[str, int] = {"S": 2_000, "M": 20_000, "L": 200_000}
+SEED = 42
+START = date(2024, 1, 1)
+END = date(2026, 11, 25)
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Company:
+    size: str
+    accounts: int
+    base: Path  # the drop without the last day's folder
+    increment: list[Path]  # the last day's dated folders (crm/ and billing/)
+    rows: int
+    increment_rows: int
+
+
+def cached_company(root: Path, size: str, say: Say) -> Company:
+    """Generate the company of `size` once (seed 42, last day as a change folder) and reuse it."""
+    from b2b_pipeline.generate import generate_company
+
+    accounts = SIZES[size]
+    full = root / f"{size}-{accounts}-seed{SEED}"
+    summary_file = full / "bench-summary.json"
+    if not summary_file.exists():
+        say(f"generating company {size} ({accounts:,} accounts) into {full}")
+        started = time.perf_counter()
+        summary = generate_company(full / "drop", seed=SEED, accounts=accounts, start=START, end=END, nightly_days=1)
+        summary_file.write_text(
+            json.dumps({"rows": summary.total_rows, "seconds": round(time.perf_counter() - started, 1)})
+        )
+    drop = full / "drop"
+    day = END.isoformat()
+    increment = [p for p in (drop / "crm" / day, drop / "billing" / day) if p.exists()]
+    increment_rows = sum(_data_rows(f) for folder in increment for f in folder.iterdir())
+    # the base drop: the same files, linked, without the last day's folders
+    base = full / "base"
+    if not base.exists():
+        for system in ("crm", "billing"):
+            (base / system).mkdir(parents=True)
+            for entry in (drop / system).iterdir():
+                if entry.name != day:
+                    (base / system / entry.name).symlink_to(entry)
+    rows = json.loads(summary_file.read_text())["rows"]
+    return Company(size, accounts, base, increment, rows, increment_rows)
+
+
+def _data_rows(path: Path) -> int:
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:  # type: ignore[operator]
+        lines = sum(1 for _ in f)
+    return lines - (1 if ".csv" in path.name else 0)
+
+
+class MemorySampler:
+    """Samples the RSS of this process and its children every 50 ms; peak per labelled step."""
+
+    def __init__(self) -> None:
+        self.label = "setup"
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._process = psutil.Process()
+
+    def _rss(self) -> int:
+        total = self._process.memory_info().rss
+        for child in self._process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a child that just ended
+                total += child.memory_info().rss
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            rss = self._rss()
+            label = self.label
+            if rss > self.peaks.get(label, 0):
+                self.peaks[label] = rss
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def step_of(task_id: str) -> str:
+    if task_id.startswith("extract_"):
+        return "load"
+    if task_id.startswith("dbt."):
+        return "dbt"
+    return {"quality_gate": "gate", "publish": "publish", "summary": "summary"}.get(task_id, "other")
+
+
+def run_measured_night(home: Path, dsn: str, night: Night, sampler: MemorySampler) -> dict[str, Any]:
+    from b2b_pipeline.orchestration.local_airflow import run_night
+
+    def on_task(task_id: str, state: str) -> None:
+        if state == "running":
+            sampler.label = step_of(task_id)
+
+    started = time.perf_counter()
+    outcome = run_night(home, dsn, night, on_task)
+    wall = time.perf_counter() - started
+    steps: dict[str, float] = {}
+    for task_id, seconds in outcome.seconds.items():
+        steps[step_of(task_id)] = steps.get(step_of(task_id), 0.0) + seconds
+    return {
+        "state": outcome.state,
+        "wall_seconds": round(wall, 2),
+        "tasks_seconds": round(sum(outcome.seconds.values()), 2),
+        "steps_seconds": {k: round(v, 2) for k, v in sorted(steps.items())},
+        "gate_share": round(steps.get("gate", 0.0) / wall, 3) if wall else None,
+        "tasks": len(outcome.seconds),
+    }
+
+
+def dag_parse_seconds(repeats: int = 5) -> float:
+    """Median time to parse the DAG file, Airflow already imported (as the dag-processor does)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from b2b_pipeline.orchestration.project import dags_folder
+
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        DagBag(dag_folder=str(dags_folder() / "b2b_sales_nightly.py"))
+        timings.append(time.perf_counter() - started)
+    return round(statistics.median(timings), 3)
+
+
+def bench_size(company: Company, admin_dsn: str, home: Path, say: Say) -> dict[str, Any]:
+    """Every measurement of one company size."""
+    result: dict[str, Any] = {"size": company.size, "accounts": company.accounts, "rows": company.rows}
+    say(f"[{company.size}] load against plain COPY")
+    load = summarize(benchmark_load(admin_dsn, company.base))
+    result["load"] = {k: v for k, v in load.items() if k != "files"}
+    result["load_files"] = load["files"]
+    with scratch_database(admin_dsn) as dsn, MemorySampler() as sampler:
+        drop = home / f"drop-{company.size}"
+        if drop.exists():
+            shutil.rmtree(drop)
+        for system in ("crm", "billing"):
+            (drop / system).mkdir(parents=True)
+            for entry in (company.base / system).iterdir():
+                (drop / system / entry.name).symlink_to(entry.resolve())
+        say(f"[{company.size}] full night")
+        result["full_night"] = run_measured_night(home, dsn, Night(END - timedelta(days=1), drop), sampler)
+        for folder in company.increment:
+            (drop / folder.parent.name / folder.name).symlink_to(folder.resolve())
+        say(f"[{company.size}] nightly increment ({company.increment_rows:,} rows)")
+        result["increment"] = run_measured_night(home, dsn, Night(END, drop), sampler)
+        result["increment"]["rows"] = company.increment_rows
+        result["increment"]["share_of_rows"] = round(company.increment_rows / company.rows, 4)
+        result["peak_rss_mb"] = {k: round(v / 2**20) for k, v in sorted(sampler.peaks.items())}
+    full, inc = result["full_night"]["wall_seconds"], result["increment"]["wall_seconds"]
+    result["increment_vs_full"] = round(inc / full, 3) if full else None
+    return result
+
+
+def run_bench(sizes: list[str], admin_dsn: str, home: Path, cache: Path, out: Path, say: Say) -> tuple[Path, str]:
+    """Measure every size; write the JSON and Markdown reports; (json path, markdown)."""
+    from b2b_pipeline.orchestration.project import ensure_manifest
+
+    ensure_manifest(admin_dsn)
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+        },
+        "sizes": [],
+    }
+    for size in sizes:
+        company = cached_company(cache, size, say)
+        report["sizes"].append(bench_size(company, admin_dsn, home, say))
+    report["dag_parse_seconds"] = dag_parse_seconds()
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    json_path = out / f"bench-{stamp}.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    markdown = to_markdown(report)
+    (out / f"bench-{stamp}.md").write_text(markdown)
+    return json_path, markdown
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"# b2b bench, {report['started_at']}",
+        "",
+        f"{m['cpus']} cores, {m['memory_gb']} GB, Python {m['python']}; DAG parse "
+        f"{report['dag_parse_seconds']} s (median of 5).",
+        "",
+        "| size | accounts | rows | load / plain COPY (csv, jsonl, all) | full night s | increment s "
+        "(rows) | increment / full | gate share | peak RSS MB (step) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report["sizes"]:
+        load = s["load"]
+        fmt = load["by_format"]
+        ratios = ", ".join(str(fmt[k]["ratio"]) for k in sorted(fmt)) + f", {load['all']['ratio']}"
+        peak_step, peak = max(s["peak_rss_mb"].items(), key=lambda kv: kv[1])
+        lines.append(
+            f"| {s['size']} | {s['accounts']:,} | {s['rows']:,} | {ratios} | {s['full_night']['wall_seconds']} "
+            f"| {s['increment']['wall_seconds']} ({s['increment']['rows']:,}) | {s['increment_vs_full']} "
+            f"| {s['full_night']['gate_share']} | {peak} ({peak_step}) |"
+        )
+    lines += ["", "Steps of each night (seconds of task time):", ""]
+    for s in report["sizes"]:
+        for night in ("full_night", "increment"):
+            steps = ", ".join(f"{k} {v}" for k, v in s[night]["steps_seconds"].items())
+            lines.append(f"- {s['size']} {night.replace('_', ' ')}: {steps} ({s[night]['tasks']} tasks)")
+    return "\n".join(lines) + "\n"
