@@ -120,11 +120,19 @@ def b2b_sales_nightly() -> None:
 
         return headline_metrics(WarehouseHook().get_dsn(), Night.from_dict(night).as_of)
 
+    @task
+    def report(night: dict[str, str]) -> str | None:
+        """The nightly HTML report (and the dbt docs when the project changed); never fails the night."""
+        from b2b_pipeline.nightly import Night, publish_report
+        from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+
+        return publish_report(WarehouseHook().get_dsn(), Night.from_dict(night).as_of)
+
     night = resolve_night()
     loads = [extract.override(task_id=f"extract_{system}")(system, night) for system in ("crm", "billing")]
     prepared = prepare_candidates()
     gate = quality_gate(night)
-    loads >> prepared >> dbt >> gate >> publish() >> summary(night)
+    loads >> prepared >> dbt >> gate >> publish() >> summary(night) >> report(night)
 
 
 b2b_sales_nightly()

@@ -146,6 +146,25 @@ def airflow_ui(
 
 
 @app.command()
+def report(
+    date_: Annotated[
+        str | None, typer.Option("--date", help="The night to report (default: the latest published).")
+    ] = None,
+    docs: Annotated[bool, typer.Option("--docs", help="Regenerate the dbt docs the report links to.")] = False,
+) -> None:
+    """Rebuild the nightly HTML report from the published marts."""
+    from b2b_pipeline.reporting.sales_report import ReportError, report_command
+
+    as_of = _date(date_, "--date") if date_ else None
+    try:
+        path = report_command(as_of, dbt_docs=docs, dsn=_dsn())
+    except ReportError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"Report: {path}")
+
+
+@app.command()
 def bench(
     sizes: Annotated[
         str, typer.Option(help="Company sizes to measure: S (2,000 accounts), M (20,000), L (200,000).")
@@ -323,10 +342,9 @@ def _run_night(night: Night) -> int:
         return 1
     if outcome.state == "published":
         _print_headline(dsn, night)
-        console.print(
-            f"[green]Published[/green] the marts of {night.as_of}. "
-            f"Reports: {home / 'reports' / night.as_of.isoformat()}"
-        )
+        console.print(f"[green]Published[/green] the marts of {night.as_of}.")
+        console.print(f"Report: {home / 'reports' / night.as_of.isoformat() / 'index.html'}")
+        console.print(f"Quality: {home / 'reports' / night.as_of.isoformat() / 'quality.html'}")
     elif outcome.state == "blocked":
         err.print("[red]Blocked[/red] by the quality gate; the published marts stay as they were.")
         for check in (outcome.gate or {}).get("checks", []):

@@ -7,6 +7,7 @@ A night is named by its as-of date D: it counts everything before D + 1 day
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from b2b_pipeline.publish import candidate
 from b2b_pipeline.warehouse import connect
 
 SOURCE_DIR_ENV = "B2B_SOURCE_DIR"
+log = logging.getLogger(__name__)
 
 
 class NightConfigError(ValueError):
@@ -113,3 +115,28 @@ def headline_metrics(dsn: str, as_of: date, schema: str = "marts") -> dict[str, 
     with connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute(HEADLINE_SQL.replace("{marts}", schema), {"as_of": as_of}).fetchone() or {}
     return {k: (float(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
+
+
+def publish_report(dsn: str, as_of: date) -> str | None:
+    """Build the night's HTML report, and the dbt docs when missing or older than the project's manifest.
+
+    The marts are published by now: a report that cannot be built is logged, never a failed night.
+    """
+    from b2b_pipeline.config import b2b_home
+    from b2b_pipeline.orchestration.project import dbt_manifest_path
+    from b2b_pipeline.reporting.dbt_docs import build_dbt_docs
+    from b2b_pipeline.reporting.sales_report import build_report
+
+    home = b2b_home()
+    docs = home / "reports" / "dbt_docs" / "static_index.html"
+    manifest = dbt_manifest_path()
+    try:
+        if not docs.exists() or (manifest.exists() and manifest.stat().st_mtime > docs.stat().st_mtime):
+            build_dbt_docs(dsn, home, as_of=as_of)
+    except Exception:
+        log.exception("the dbt docs could not be built; the report links to the last ones built")
+    try:
+        return str(build_report(dsn, as_of, home))
+    except Exception:
+        log.exception("the nightly report could not be built")
+        return None

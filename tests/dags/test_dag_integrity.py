@@ -46,6 +46,7 @@ def test_tasks_and_their_order(dagbag) -> None:
         "quality_gate",
         "publish",
         "summary",
+        "report",
     ):
         assert task_id in tasks
     dbt_tasks = [t for t in tasks if t.startswith("dbt.")]
@@ -60,6 +61,7 @@ def test_tasks_and_their_order(dagbag) -> None:
         assert "quality_gate" in tasks[task_id].get_flat_relative_ids(upstream=False)
     assert tasks["quality_gate"].downstream_task_ids == {"publish"}
     assert tasks["publish"].downstream_task_ids == {"summary"}
+    assert tasks["summary"].downstream_task_ids == {"report"}
     assert [o.name for o in tasks["publish"].outlets] == ["b2b_published_marts"]
 
 

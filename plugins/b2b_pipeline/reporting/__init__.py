@@ -1,0 +1,33 @@
+"""The nightly sales report (HTML from the published marts), the dbt docs, and the server for both.
+
+Importing this package is cheap: matplotlib, dbt and Airflow are imported only when a report,
+the docs or the app is built.
+"""
+
+from b2b_pipeline.reporting.dbt_docs import DocsCoverage, build_dbt_docs, docs_coverage
+from b2b_pipeline.reporting.report_data import MartsSnapshot, latest_published_as_of, read_marts
+from b2b_pipeline.reporting.sales_report import (
+    ReportError,
+    build_report,
+    dbt_docs_dir,
+    latest_dir,
+    read_gate,
+    report_command,
+    reports_root,
+)
+
+__all__ = [
+    "DocsCoverage",
+    "MartsSnapshot",
+    "ReportError",
+    "build_dbt_docs",
+    "build_report",
+    "dbt_docs_dir",
+    "docs_coverage",
+    "latest_dir",
+    "latest_published_as_of",
+    "read_gate",
+    "read_marts",
+    "report_command",
+    "reports_root",
+]

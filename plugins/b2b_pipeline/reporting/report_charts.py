@@ -1,0 +1,494 @@
+"""The report's charts: matplotlib figures rendered to inline SVG (no pyplot, no global backend).
+
+Each function takes rows of a published mart and returns a `Chart`: a name (the HTML's
+`data-chart`), a title, the SVG markup and the number of data points plotted (`data-points`).
+Empty input gives a chart that says "No data published yet" and has 0 points.
+Glyphs are drawn as paths, so a chart looks the same everywhere and needs no font.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from b2b_pipeline.reporting.report_data import STAGES, Row
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+WIDTH_IN = 7.6
+HEIGHT_IN = 3.5
+BLUE = "#1f6feb"
+LIGHT_BLUE = "#9ec5fe"
+ORANGE = "#d97706"
+GREEN = "#1a7f37"
+RED = "#cf222e"
+GREY = "#8c959f"
+COHORT_COLORS = ("#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08306b")
+STAGE_LABELS = {
+    "lead": "Lead",
+    "qualification": "Qualification",
+    "relationship": "Relationship",
+    "proposal": "Proposal",
+    "negotiation": "Negotiation",
+    "closing": "Closing",
+    "post_sale": "Post-sale",
+}
+NO_DATA = "No data published yet"
+
+RC = {
+    "font.size": 9,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#d0d7de",
+    "grid.linewidth": 0.6,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "svg.fonttype": "path",
+    "svg.hashsalt": "b2b-report",  # stable ids: the same data renders to the same bytes
+}
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str
+    title: str
+    svg: str
+    points: int
+    caption: str = ""
+    axes: tuple[str, ...] = ()  # the axis labels (with their units), as drawn
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def short_number(value: float) -> str:
+    """1234567 -> '1.23M', 25000 -> '25K', 0.5 -> '0.5'."""
+    magnitude = abs(value)
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if magnitude >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _month_dt(month: date) -> datetime:
+    return datetime.combine(month, time(0))
+
+
+def _values(rows: Sequence[Row], column: str) -> tuple[list[datetime], list[float]]:
+    """The months and the non-NULL values of `column` (months where it is NULL are left out)."""
+    pairs = [(_month_dt(r["month"]), float(r[column])) for r in rows if r.get(column) is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _figure(rows: int = 1, height: float = HEIGHT_IN) -> tuple[Figure, list[Axes]]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH_IN, height), layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0].tolist()
+    return fig, axes
+
+
+def _month_axis(ax: Axes, label: str, rows: Sequence[Row] = ()) -> None:
+    """Months on x (all of `rows`' months in view, NULL values or not), labelled `label`."""
+    import matplotlib.dates as mdates
+
+    months = [r["month"] for r in rows if r.get("month") is not None]
+    if months:
+        ax.set_xlim(_month_dt(min(months)) - timedelta(days=20), _month_dt(max(months)) + timedelta(days=20))
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel(label)
+
+
+def _percent_axis(ax: Axes, label: str, decimals: int | None = None) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=decimals))
+    ax.set_ylabel(label)
+
+
+def _money_axis(ax: Axes, label: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: short_number(v)))
+    ax.set_ylabel(label)
+
+
+def _legend(fig: Figure, handles: list[Any], ncols: int, title: str | None = None) -> None:
+    """The legend below the plot, out of the data's way."""
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, title=title, title_fontsize=8)
+
+
+def _no_data(ax: Axes) -> None:
+    ax.text(
+        0.5, 0.5, NO_DATA, transform=ax.transAxes, ha="center", va="center", fontsize=12, color=GREY, style="italic"
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+
+
+def axis_labels(fig: Figure) -> tuple[str, ...]:
+    """Every non-empty axis label of the figure, in drawing order, without repeats."""
+    labels: list[str] = []
+    for ax in fig.axes:
+        for label in (ax.get_xlabel(), ax.get_ylabel()):
+            if label and label not in labels:
+                labels.append(label)
+    return tuple(labels)
+
+
+def to_svg(fig: Figure, name: str, title: str, desc: str = "") -> str:
+    """The figure as inline SVG: ids made unique per chart, sized by CSS, with a <title> and <desc>."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg") :]
+    # no RDF metadata (and so no links to its vocabularies): the page names nothing outside itself
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
+    text = re.sub(r'\s+xmlns:(dc|cc|rdf)="[^"]*"', "", text)
+    ids = set(_ID.findall(text))
+    prefix = f"c-{name}-"
+
+    def rename(match: re.Match[str]) -> str:
+        key = match.group(2)
+        return f"{match.group(1)}{prefix}{key}" if key in ids else match.group(0)
+
+    text = _ID.sub(lambda m: f'id="{prefix}{m.group(1)}"', text)
+    text = re.sub(r"(#)([A-Za-z_][\w.-]*)", rename, text)
+    # size by CSS (width 100%, height from the viewBox)
+    head_end = text.index(">")
+    head = re.sub(r'\s(width|height)="[^"]*"', "", text[:head_end])
+    head += f' role="img" aria-label="{_attr(title)}" preserveAspectRatio="xMidYMid meet"'
+    description = f"<desc>{_text(desc)}</desc>" if desc else ""
+    return head + f"><title>{_text(title)}</title>{description}" + text[head_end + 1 :]
+
+
+def _attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def _text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _render(name: str, title: str, caption: str, draw: Callable[[], tuple[Figure, int]]) -> Chart:
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig, points = draw()
+        axes = axis_labels(fig)
+        svg = to_svg(fig, name, title, desc="Axes: " + "; ".join(axes) if axes else "")
+    return Chart(name=name, title=title, svg=svg, points=points, caption=caption, axes=axes)
+
+
+def _mtd_note(as_of: date | None) -> str:
+    if as_of is None:
+        return ""
+    return f" The last month, {as_of:%B %Y}, counts through {as_of.day} {as_of:%b}."
+
+
+# ------------------------------------------------------------------------------------ charts
+
+
+def funnel_chart(funnel: Sequence[Row]) -> Chart:
+    """Stage-to-stage conversion, one line per cohort month (the most recent cohorts)."""
+    title = "Funnel: conversion to the next stage, by cohort"
+    caption = (
+        "Share of a cohort's deals that reached a stage and went on to reach the next one. Cohort = the month "
+        "the deal was created; the most recent cohorts are still in progress, so their later stages are low."
+    )
+
+    def draw() -> tuple[Figure, int]:
+        fig, (ax,) = _figure()
+        ax.set_title(title)
+        transitions = [f"{STAGE_LABELS[a]}\n→ {STAGE_LABELS[b]}" for a, b in itertools.pairwise(STAGES)]
+        cohorts = sorted({r["cohort_month"] for r in funnel})
+        points = 0
+        for i, cohort in enumerate(cohorts):
+            rows = {r["stage_key"]: r for r in funnel if r["cohort_month"] == cohort}
+            xs, ys = [], []
+            for x, stage in enumerate(STAGES[:-1]):
+                value = rows.get(stage, {}).get("conversion_to_next")
+                if value is not None:
+                    xs.append(x)
+                    ys.append(float(value))
+            if not xs:
+                continue
+            leads = int(rows.get("lead", {}).get("deals_reached") or 0)
+            color = COHORT_COLORS[max(0, len(COHORT_COLORS) - len(cohorts) + i)]
+            ax.plot(xs, ys, marker="o", ms=4, lw=1.6, color=color, label=f"{cohort:%b %Y} ({leads:,} leads)")
+            points += len(xs)
+        if points == 0:
+            _no_data(ax)
+            return fig, 0
+        ax.set_xticks(range(len(transitions)), transitions)
+        ax.set_xlabel("Stage transition")
+        ax.set_ylim(0, 1.05)
+        _percent_axis(ax, "Deals converted to next stage, %", decimals=0)
+        _legend(fig, ax.get_legend_handles_labels()[0], ncols=3, title="Cohort (month the deals were created)")
+        return fig, points
+
+    return _render("funnel", title, caption, draw)
+
+
+def sales_cycle_chart(performance: Sequence[Row], as_of: date | None = None) -> Chart:
+    title = "Sales cycle length of won deals"
+    caption = (
+        "Days from first touch (deal creation or earliest activity, whichever is earlier) to close, over "
+        "the deals won in the month." + _mtd_note(as_of)
+    )
+
+    def draw() -> tuple[Figure, int]:
+        fig, (ax,) = _figure()
+        ax.set_title(title)
+        avg_x, avg_y = _values(performance, "avg_cycle_days")
+        med_x, med_y = _values(performance, "median_cycle_days")
+        points = len(avg_y) + len(med_y)
+        if points == 0:
+            _no_data(ax)
+            return fig, 0
+        ax.plot(avg_x, avg_y, marker="o", ms=3, lw=1.8, color=BLUE, label="Average")
+        ax.plot(med_x, med_y, marker="s", ms=3, lw=1.4, color=ORANGE, ls="--", label="Median")
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("Cycle length, days")
+        _month_axis(ax, "Month of closing", performance)
+        _legend(fig, ax.get_legend_handles_labels()[0], ncols=2)
+        return fig, points
+
+    return _render("sales_cycle", title, caption, draw)
+
+
+def deal_size_chart(performance: Sequence[Row], currency: str, as_of: date | None = None) -> Chart:
+    title = f"Average won deal size, {currency}"
+    caption = f"Won amount / deals won in the month, in {currency} at the close date's rate." + _mtd_note(as_of)
+
+    def draw() -> tuple[Figure, int]:
+        fig, (ax,) = _figure()
+        ax.set_title(title)
+        xs, ys = _values(performance, "avg_deal_size")
+        if not ys:
+            _no_data(ax)
+            return fig, 0
+        ax.bar(xs, ys, width=20, color=BLUE, label="Average won deal")
+        _money_axis(ax, f"Average deal, {currency}")
+        _month_axis(ax, "Month of closing", performance)
+        return fig, len(ys)
+
+    return _render("deal_size", title, caption, draw)
+
+
+def win_rate_chart(performance: Sequence[Row], as_of: date | None = None) -> Chart:
+    title = "Win rate"
+    caption = "Deals won / (deals won + deals lost), over the deals closed in the month." + _mtd_note(as_of)
+
+    def draw() -> tuple[Figure, int]:
+        fig, (ax,) = _figure()
+        ax.set_title(title)
+        xs, ys = _values(performance, "win_rate")
+        if not ys:
+            _no_data(ax)
+            return fig, 0
+        closed = [
+            (_month_dt(r["month"]), float(r["deals_won"] or 0) + float(r["deals_lost"] or 0)) for r in performance
+        ]
+        bars = ax.twinx()
+        bars.bar([c[0] for c in closed], [c[1] for c in closed], width=20, color="#d8dee4", label="Deals closed")
+        bars.set_ylabel("Deals closed (won + lost)", color=GREY)
+        bars.tick_params(axis="y", colors=GREY)
+        bars.grid(False)
+        bars.spines["right"].set_visible(True)
+        ax.set_zorder(bars.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        ax.plot(xs, ys, marker="o", ms=3, lw=2, color=BLUE, label="Win rate")
+        ax.set_ylim(0, min(1.0, max(ys) * 1.25) if max(ys) > 0 else 1.0)
+        _percent_axis(ax, "Win rate, %", decimals=0)
+        _month_axis(ax, "Month of closing", performance)
+        _legend(fig, ax.get_legend_handles_labels()[0] + bars.get_legend_handles_labels()[0], ncols=2)
+        return fig, len(ys)
+
+    return _render("win_rate", title, caption, draw)
+
+
+def revenue_chart(revenue: Sequence[Row], currency: str, as_of: date | None = None) -> Chart:
+    title = f"Revenue by month, {currency}, and the new-customer share"
+    caption = (
+        f"Paid invoices by month of payment, in {currency} at the paid date's rate; the darker part is revenue "
+        "from customers paying for the first time that month. Line: the new-customer share." + _mtd_note(as_of)
+    )
+
+    def draw() -> tuple[Figure, int]:
+        fig, (ax,) = _figure()
+        ax.set_title(title)
+        rows = [r for r in revenue if r.get("revenue") is not None]
+        if not rows:
+            _no_data(ax)
+            return fig, 0
+        xs = [_month_dt(r["month"]) for r in rows]
+        new = [float(r["revenue_new_customers"] or 0) for r in rows]
+        existing = [float(r["revenue"]) - n for r, n in zip(rows, new, strict=True)]
+        ax.bar(xs, existing, width=20, color=LIGHT_BLUE, label="Existing customers")
+        ax.bar(xs, new, width=20, bottom=existing, color=BLUE, label="New customers")
+        _money_axis(ax, f"Revenue, {currency}")
+        _month_axis(ax, "Month of payment", rows)
+        share = ax.twinx()
+        sx, sy = _values(rows, "new_customer_revenue_share")
+        share.plot(sx, sy, marker="o", ms=3, lw=1.5, color=ORANGE, label="New-customer share (right axis)")
+        share.set_ylim(0, max([*sy, 0.0]) * 1.3 or 1.0)
+        _percent_axis(share, "New-customer share, %", decimals=0)
+        share.grid(False)
+        share.spines["right"].set_visible(True)
+        _legend(fig, ax.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0], ncols=3)
+        ax.set_ylim(0, max(float(r["revenue"]) for r in rows) * 1.2 or 1.0)
+        return fig, len(rows)
+
+    return _render("revenue", title, caption, draw)
+
+
+def retention_chart(retention: Sequence[Row], as_of: date | None = None) -> Chart:
+    title = "Customer retention and churn"
+    caption = (
+        "Of the customers with an active subscription on the previous month's last day: the share still active "
+        "on the month's last day (retention, CRR) and the share no longer active (churn). Trials do not count."
+        + _mtd_note(as_of)
+    )
+
+    def draw() -> tuple[Figure, int]:
+        fig, (top, bottom) = _figure(rows=2, height=HEIGHT_IN * 1.25)
+        top.set_title(title)
+        rx, ry = _values(retention, "retention_rate")
+        cx, cy = _values(retention, "churn_rate")
+        if not ry and not cy:
+            _no_data(top)
+            _no_data(bottom)
+            return fig, 0
+        top.plot(rx, ry, marker="o", ms=3, lw=2, color=GREEN, label="Retention rate (CRR)")
+        _percent_axis(top, "Retention, %", decimals=1)
+        bottom.bar(cx, cy, width=20, color=RED, label="Churn rate")
+        _percent_axis(bottom, "Churn, %", decimals=1)
+        _month_axis(bottom, "Month", retention)
+        return fig, len(ry) + len(cy)
+
+    return _render("retention", title, caption, draw)
+
+
+def repeat_purchase_chart(repeat: Sequence[Row], as_of: date | None = None) -> Chart:
+    title = "Repeat-purchase rate"
+    caption = "Of the customers with at least one won deal by the month's end, the share with two or more." + _mtd_note(
+        as_of
+    )
+
+    def draw() -> tuple[Figure, int]:
+        fig, (ax,) = _figure()
+        ax.set_title(title)
+        xs, ys = _values(repeat, "repeat_purchase_rate")
+        if not ys:
+            _no_data(ax)
+            return fig, 0
+        ax.plot(xs, ys, marker="o", ms=3, lw=2, color=BLUE, label="Repeat-purchase rate")
+        ax.set_ylim(0, min(1.0, max(ys) * 1.25) if max(ys) > 0 else 1.0)
+        _percent_axis(ax, "Customers with ≥ 2 won deals, %", decimals=0)
+        _month_axis(ax, "Month (as of its last day)", repeat)
+        buyers = [
+            (_month_dt(r["month"]), float(r["customers_with_purchase"]))
+            for r in repeat
+            if r.get("customers_with_purchase") is not None
+        ]
+        if buyers:
+            count = ax.twinx()
+            count.plot(
+                [b[0] for b in buyers],
+                [b[1] for b in buyers],
+                lw=1.2,
+                ls=":",
+                color=GREY,
+                label="Customers with a purchase (right axis)",
+            )
+            count.set_ylabel("Customers with a purchase", color=GREY)
+            count.tick_params(axis="y", colors=GREY)
+            count.set_ylim(bottom=0)
+            count.grid(False)
+            count.spines["right"].set_visible(True)
+            _legend(fig, ax.get_legend_handles_labels()[0] + count.get_legend_handles_labels()[0], ncols=2)
+        return fig, len(ys)
+
+    return _render("repeat_purchase", title, caption, draw)
+
+
+def stage_durations_chart(rows: Sequence[Row], months: tuple[date, date] | None = None) -> Chart:
+    span = f" ({months[0]:%b %Y} to {months[1]:%b %Y})" if months else ""
+    title = "Average days in stage"
+    caption = (
+        f"Stays completed in each stage, over the stage entries of the last months{span}; "
+        "a stay ends when the deal moves on or closes."
+    )
+
+    def draw() -> tuple[Figure, int]:
+        fig, (ax,) = _figure()
+        ax.set_title(title)
+        known = [r for r in rows if r.get("avg_days_in_stage") is not None and r.get("stage_key") in STAGE_LABELS]
+        known.sort(key=lambda r: STAGES.index(r["stage_key"]))
+        if not known:
+            _no_data(ax)
+            return fig, 0
+        labels = [STAGE_LABELS[r["stage_key"]] for r in known]
+        values = [float(r["avg_days_in_stage"]) for r in known]
+        ys = list(range(len(known)))
+        ax.barh(ys, values, color=BLUE)
+        ax.set_yticks(ys, labels)
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        for y, value, row in zip(ys, values, known, strict=True):
+            stays = int(row.get("completed_stays") or 0)
+            ax.annotate(
+                f"{value:.1f} d  ({stays:,} stays)",
+                (value, y),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        ax.set_xlim(0, max(values) * 1.3 or 1.0)
+        ax.set_xlabel("Average days in stage, days")
+        ax.set_ylabel("Stage")
+        return fig, len(values)
+
+    return _render("stage_durations", title, caption, draw)
+
+
+def all_charts(snapshot: Any, as_of: date | None, months: int) -> list[Chart]:
+    """Every chart of the report, in page order, for a `MartsSnapshot` (monthly marts: last `months`)."""
+
+    def last(rows: Sequence[Row]) -> list[Row]:
+        return list(rows)[-months:] if months > 0 else list(rows)
+
+    currency = snapshot.currency
+    return [
+        funnel_chart(snapshot.funnel),
+        win_rate_chart(last(snapshot.performance), as_of),
+        deal_size_chart(last(snapshot.performance), currency, as_of),
+        sales_cycle_chart(last(snapshot.performance), as_of),
+        stage_durations_chart(snapshot.stage_durations, snapshot.stage_months),
+        revenue_chart(last(snapshot.revenue), currency, as_of),
+        retention_chart(last(snapshot.retention), as_of),
+        repeat_purchase_chart(last(snapshot.repeat), as_of),
+    ]

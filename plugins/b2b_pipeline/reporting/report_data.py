@@ -1,0 +1,250 @@
+"""What the nightly report reads: the published marts (schema `marts`) only, in one snapshot.
+
+Every query names its columns as METRICS.md (and the extra marts' YAML) define them, so columns
+added to a mart later change nothing here. A mart that is not published (a new warehouse, a
+schema without the extra marts) reads as empty and is listed in `MartsSnapshot.missing`.
+
+Module names in this package are deliberately distinctive and imports absolute: in the Docker
+image Airflow's plugin loader imports every `.py` file under `plugins/` as a top-level module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from b2b_pipeline.warehouse import connect
+
+PUBLISHED_MARTS_SCHEMA = "marts"
+DEFAULT_CURRENCY = "RUB"
+# columns that, when a mart has one, name the reporting currency (none of the marts has one today)
+CURRENCY_COLUMNS = ("reporting_currency", "currency")
+FUNNEL_COHORTS = 6
+TOP_CUSTOMERS = 20
+REP_MONTHS = 3
+STAGE_MONTHS = 6
+
+STAGES: tuple[str, ...] = (
+    "lead",
+    "qualification",
+    "relationship",
+    "proposal",
+    "negotiation",
+    "closing",
+    "post_sale",
+)
+
+Row = dict[str, Any]
+
+
+@dataclass
+class MartsSnapshot:
+    """The published marts as the report needs them (numbers as float, months as date)."""
+
+    schema: str
+    published_as_of: date | None  # `as_of_date` of marts.customer_value; None when it has no row
+    currency: str
+    funnel: list[Row] = field(default_factory=list)  # the last FUNNEL_COHORTS cohort months, all stages
+    performance: list[Row] = field(default_factory=list)  # sales_performance_monthly, by month
+    revenue: list[Row] = field(default_factory=list)
+    retention: list[Row] = field(default_factory=list)
+    repeat: list[Row] = field(default_factory=list)
+    top_customers: list[Row] = field(default_factory=list)  # by potential_contract_value, TOP_CUSTOMERS
+    customers: Row = field(default_factory=dict)  # count and total potential value of all existing customers
+    reps: list[Row] = field(default_factory=list)  # the last REP_MONTHS months, per rep (extra mart)
+    reps_months: tuple[date, date] | None = None  # (first, last) month the per-rep figures cover
+    stage_durations: list[Row] = field(default_factory=list)  # the last STAGE_MONTHS months (extra mart)
+    stage_months: tuple[date, date] | None = None
+    missing: list[str] = field(default_factory=list)  # marts that are not published
+
+
+def _plain(value: Any) -> Any:
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _rows(cur: psycopg.Cursor[Row], query: sql.Composable, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+    return [{k: _plain(v) for k, v in row.items()} for row in cur.execute(query, params).fetchall()]
+
+
+def _published(cur: psycopg.Cursor[Row], schema: str) -> set[str]:
+    found = cur.execute(
+        "select table_name from information_schema.tables where table_schema = %s", (schema,)
+    ).fetchall()
+    return {row["table_name"] for row in found}
+
+
+def latest_published_as_of(dsn: str, schema: str = PUBLISHED_MARTS_SCHEMA) -> date | None:
+    """The as-of date of the published marts (max `as_of_date` of customer_value), or None."""
+    with connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        if "customer_value" not in _published(cur, schema):
+            return None
+        row = cur.execute(
+            sql.SQL("select max(as_of_date) as as_of from {}.customer_value").format(sql.Identifier(schema))
+        ).fetchone()
+    return row["as_of"] if row else None
+
+
+def _currency(cur: psycopg.Cursor[Row], schema: str, tables: set[str]) -> str:
+    found = cur.execute(
+        "select table_name, column_name from information_schema.columns "
+        "where table_schema = %s and column_name = any(%s) order by table_name, column_name",
+        (schema, list(CURRENCY_COLUMNS)),
+    ).fetchall()
+    for row in found:
+        if row["table_name"] not in tables:
+            continue
+        value = cur.execute(
+            sql.SQL("select {col} as c from {tbl} where {col} is not null limit 1").format(
+                col=sql.Identifier(row["column_name"]), tbl=sql.Identifier(schema, row["table_name"])
+            )
+        ).fetchone()
+        if value and value["c"]:
+            return str(value["c"]).strip().upper()
+    return DEFAULT_CURRENCY
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(month: date, months: int) -> date:
+    index = month.year * 12 + month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def read_marts(
+    dsn: str,
+    as_of: date | None = None,
+    schema: str = PUBLISHED_MARTS_SCHEMA,
+    currency: str | None = None,
+) -> MartsSnapshot:
+    """Read what the report shows from the marts in `schema`, in one read-only snapshot.
+
+    The per-rep and time-in-stage figures cover the last months up to the published as-of month
+    (`as_of` when the marts name none).
+    """
+    with connect(dsn) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            tables = _published(cur, schema)
+
+            def t(name: str) -> sql.Composable:
+                return sql.Identifier(schema, name)
+
+            snap = MartsSnapshot(schema=schema, published_as_of=None, currency=currency or DEFAULT_CURRENCY)
+            wanted = (
+                "sales_funnel",
+                "sales_performance_monthly",
+                "revenue_monthly",
+                "retention_monthly",
+                "repeat_purchase_monthly",
+                "customer_value",
+                "sales_rep_performance_monthly",
+                "stage_durations_monthly",
+            )
+            snap.missing = [name for name in wanted if name not in tables]
+            if currency is None:
+                snap.currency = _currency(cur, schema, tables)
+
+            if "customer_value" in tables:
+                snap.customers = _rows(
+                    cur,
+                    sql.SQL(
+                        "select count(*) as customers, coalesce(sum(potential_contract_value), 0) as potential_value,"
+                        " coalesce(sum(active_mrr), 0) as active_mrr,"
+                        " coalesce(sum(weighted_open_pipeline), 0) as weighted_open_pipeline,"
+                        " max(as_of_date) as as_of from {}"
+                    ).format(t("customer_value")),
+                )[0]
+                snap.published_as_of = snap.customers.pop("as_of")
+                snap.top_customers = _rows(
+                    cur,
+                    sql.SQL(
+                        "select account_key, account_name, potential_contract_value, weighted_open_pipeline,"
+                        " active_mrr from {} order by potential_contract_value desc, account_name, account_key"
+                        " limit %s"
+                    ).format(t("customer_value")),
+                    (TOP_CUSTOMERS,),
+                )
+            anchor = month_start(snap.published_as_of or as_of or date.today())
+            snap.reps_months = (add_months(anchor, 1 - REP_MONTHS), anchor)
+            snap.stage_months = (add_months(anchor, 1 - STAGE_MONTHS), anchor)
+            if "sales_funnel" in tables:
+                snap.funnel = _rows(
+                    cur,
+                    sql.SQL(
+                        "with cohorts as (select distinct cohort_month from {f} order by cohort_month desc limit %s)"
+                        " select cohort_month, stage_key, stage_order, deals_reached, deals_reached_next,"
+                        " conversion_to_next from {f} where cohort_month in (select cohort_month from cohorts)"
+                        " order by cohort_month, stage_order"
+                    ).format(f=t("sales_funnel")),
+                    (FUNNEL_COHORTS,),
+                )
+            if "sales_performance_monthly" in tables:
+                snap.performance = _rows(
+                    cur,
+                    sql.SQL(
+                        "select month, deals_won, deals_lost, win_rate, won_amount, avg_deal_size, avg_cycle_days,"
+                        " median_cycle_days from {} order by month"
+                    ).format(t("sales_performance_monthly")),
+                )
+            if "revenue_monthly" in tables:
+                snap.revenue = _rows(
+                    cur,
+                    sql.SQL(
+                        "select month, revenue, revenue_new_customers, new_customer_revenue_share,"
+                        " paying_customers from {} order by month"
+                    ).format(t("revenue_monthly")),
+                )
+            if "retention_monthly" in tables:
+                snap.retention = _rows(
+                    cur,
+                    sql.SQL(
+                        "select month, customers_start, customers_end, customers_new, customers_churned,"
+                        " retention_rate, churn_rate from {} order by month"
+                    ).format(t("retention_monthly")),
+                )
+            if "repeat_purchase_monthly" in tables:
+                snap.repeat = _rows(
+                    cur,
+                    sql.SQL(
+                        "select month, customers_with_purchase, customers_with_repeat_purchase,"
+                        " repeat_purchase_rate from {} order by month"
+                    ).format(t("repeat_purchase_monthly")),
+                )
+            if "sales_rep_performance_monthly" in tables:
+                snap.reps = _rows(
+                    cur,
+                    sql.SQL(
+                        "select sales_rep_key, max(sales_rep_name) as sales_rep_name, max(team) as team,"
+                        " sum(deals_won) as deals_won, sum(deals_lost) as deals_lost,"
+                        " sum(deals_won)::numeric / nullif(sum(deals_won + deals_lost), 0) as win_rate,"
+                        " coalesce(sum(won_amount), 0) as won_amount,"
+                        " sum(avg_cycle_days * deals_won) / nullif(sum(deals_won)"
+                        "   filter (where avg_cycle_days is not null), 0) as avg_cycle_days"
+                        " from {r} where month between %s and %s"
+                        " group by sales_rep_key order by won_amount desc, deals_won desc, sales_rep_name"
+                    ).format(r=t("sales_rep_performance_monthly")),
+                    (add_months(anchor, 1 - REP_MONTHS), anchor),
+                )
+            if "stage_durations_monthly" in tables:
+                snap.stage_durations = _rows(
+                    cur,
+                    sql.SQL(
+                        "select stage_key, min(stage_order) as stage_order, sum(stage_entries) as stage_entries,"
+                        " sum(completed_stays) as completed_stays,"
+                        " sum(avg_days_in_stage * completed_stays) / nullif(sum(completed_stays)"
+                        "   filter (where avg_days_in_stage is not null), 0) as avg_days_in_stage"
+                        " from {s} where month between %s and %s and stage_order is not null"
+                        " group by stage_key order by min(stage_order)"
+                    ).format(s=t("stage_durations_monthly")),
+                    (add_months(anchor, 1 - STAGE_MONTHS), anchor),
+                )
+    return snap
