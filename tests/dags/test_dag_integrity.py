@@ -29,7 +29,8 @@ def test_schedule_is_a_nightly_data_interval(dagbag) -> None:
 
     dag = dagbag.dags[DAG_ID]
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
-    assert dag.timetable.summary == "0 2 * * *"
+    assert dag.timetable.expression == "0 2 * * *"
+    assert str(dag.timetable.timezone) in ("UTC", "Timezone('UTC')")
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     assert dag.default_args["on_failure_callback"].__name__ == "notify_failure"

@@ -1,0 +1,29 @@
+{# The UTC calendar date of a timestamptz (METRICS.md: a "date" is the UTC date). #}
+{% macro utc_date(column) -%}
+    (({{ column }} at time zone 'UTC')::date)
+{%- endmacro %}
+
+{# The UTC calendar month of a timestamptz, as the date of its first day. #}
+{% macro utc_month(column) -%}
+    (date_trunc('month', {{ column }} at time zone 'UTC')::date)
+{%- endmacro %}
+
+{# The month (first day) of a date. #}
+{% macro month_of(date_expr) -%}
+    (date_trunc('month', {{ date_expr }})::date)
+{%- endmacro %}
+
+{# The last day of the month that starts on (or contains) a date. #}
+{% macro month_end(date_expr) -%}
+    ((date_trunc('month', {{ date_expr }}) + interval '1 month' - interval '1 day')::date)
+{%- endmacro %}
+
+{# A set-returning expression: every month (first day, as date) from start_month through end_month. #}
+{% macro month_series(start_month, end_month) -%}
+    generate_series(({{ start_month }})::timestamp, ({{ end_month }})::timestamp, interval '1 month')::date
+{%- endmacro %}
+
+{# A set-returning expression: every day from start_date through end_date. #}
+{% macro day_series(start_date, end_date) -%}
+    generate_series(({{ start_date }})::timestamp, ({{ end_date }})::timestamp, interval '1 day')::date
+{%- endmacro %}

@@ -1,0 +1,33 @@
+-- Contacts involved in deals, of every CRM source system, one row per (deal, contact).
+
+with
+
+files_deal_contacts as (
+
+    select * from {{ ref('stg_files__deal_contacts') }}
+
+),
+
+unioned as (
+
+    select
+        'files' as source_system,
+        deal_id,
+        contact_id,
+        role,
+        updated_at
+    from files_deal_contacts
+
+),
+
+final as (
+
+    select
+        {{ b2b_key('source_system', 'deal_id') }} as deal_key,
+        {{ b2b_key('source_system', 'contact_id') }} as contact_key,
+        unioned.*
+    from unioned
+
+)
+
+select * from final

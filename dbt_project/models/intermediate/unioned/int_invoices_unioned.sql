@@ -1,0 +1,72 @@
+-- Billing invoices of every billing source system issued before the cutoff, one row per invoice.
+-- A payment at or after the cutoff has not happened yet: such an invoice is `open`, without paid_at.
+
+with
+
+files_invoices as (
+
+    select * from {{ ref('stg_files__invoices') }}
+
+),
+
+unioned as (
+
+    select
+        'files' as source_system,
+        'files' as crm_source_system,
+        invoice_id,
+        customer_id,
+        subscription_id,
+        deal_id,
+        status as source_status,
+        currency,
+        amount_total,
+        amount_paid,
+        issued_at,
+        due_at,
+        paid_at as source_paid_at,
+        updated_at
+    from files_invoices
+
+),
+
+as_of_cutoff as (
+
+    select
+        *,
+        (source_status = 'paid' and source_paid_at < {{ cutoff() }}) as is_paid
+    from unioned
+    where issued_at < {{ cutoff() }}
+
+),
+
+final as (
+
+    select
+        {{ b2b_key('source_system', 'invoice_id') }} as invoice_key,
+        {{ b2b_key('source_system', 'customer_id', kind='billing') }} as billing_customer_key,
+        {{ b2b_key('source_system', 'subscription_id') }} as subscription_key,
+        {{ b2b_key('crm_source_system', 'deal_id') }} as deal_key,
+        source_system,
+        invoice_id,
+        customer_id,
+        subscription_id,
+        deal_id,
+        case
+            when is_paid then 'paid'
+            when source_status = 'paid' then 'open'
+            else source_status
+        end as status,
+        is_paid,
+        currency,
+        amount_total,
+        amount_paid,
+        issued_at,
+        due_at,
+        case when is_paid then source_paid_at end as paid_at,
+        updated_at
+    from as_of_cutoff
+
+)
+
+select * from final

@@ -1,0 +1,55 @@
+{{
+    config(
+        indexes=[
+            {'columns': ['rate_date', 'currency']},
+            {'columns': ['_file_id']}
+        ]
+    )
+}}
+
+-- Every typed version of every billing `fx_rates` record of the file drop, appended file by file:
+-- an incremental run types only the rows of files loaded since the last run (the raw layer is
+-- append-only and _file_id increases in load order). Load metadata comes from the file ledger.
+
+with
+
+source as (
+
+    select * from {{ source('files', 'fx_rates') }}
+    {{ new_files_only() }}
+
+),
+
+file_loads as (
+
+    select * from {{ source('files', 'file_loads') }}
+
+),
+
+renamed as (
+
+    select
+        -- text
+        {{ b2b_currency('source.currency') }} as currency,
+
+        -- numbers
+        {{ b2b_numeric('source.rate') }} as rate,
+
+        -- dates and timestamps (UTC)
+        {{ b2b_date('source.rate_date') }} as rate_date,
+
+        -- load metadata
+        source._file_id,
+        source._line,
+        file_loads.batch_id as _batch_id,
+        file_loads.file as _file,
+        file_loads.folder_date as _folder_date,
+        file_loads.loaded_at as _loaded_at
+
+    from source
+    left join file_loads
+        on source._file_id = file_loads.file_id
+
+)
+
+select * from renamed

@@ -1,0 +1,61 @@
+{{
+    config(
+        indexes=[
+            {'columns': ['stage_id']},
+            {'columns': ['_file_id']}
+        ]
+    )
+}}
+
+-- Every typed version of every crm `stages` record of the file drop, appended file by file:
+-- an incremental run types only the rows of files loaded since the last run (the raw layer is
+-- append-only and _file_id increases in load order). Load metadata comes from the file ledger.
+
+with
+
+source as (
+
+    select * from {{ source('files', 'stages') }}
+    {{ new_files_only() }}
+
+),
+
+file_loads as (
+
+    select * from {{ source('files', 'file_loads') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        source.stage_id,
+        source.pipeline_id,
+
+        -- text
+        source.stage_name,
+        lower(trim(source.canonical_stage)) as canonical_stage,
+
+        -- numbers
+        {{ b2b_integer('source.display_order') }} as display_order,
+        {{ b2b_numeric('source.probability') }} as probability,
+
+        -- dates and timestamps (UTC)
+        {{ b2b_timestamp('source.updated_at') }} as updated_at,
+
+        -- load metadata
+        source._file_id,
+        source._line,
+        file_loads.batch_id as _batch_id,
+        file_loads.file as _file,
+        file_loads.folder_date as _folder_date,
+        file_loads.loaded_at as _loaded_at
+
+    from source
+    left join file_loads
+        on source._file_id = file_loads.file_id
+
+)
+
+select * from renamed

@@ -1,0 +1,40 @@
+-- The `activities` of the file drop as of the cutoff: the latest version of each id among those
+-- updated before the cutoff, and no id whose latest version is a delete.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__activities') }}
+    where updated_at < {{ cutoff() }}
+
+),
+
+latest_versions as (
+
+    select distinct on (activity_id) *
+    from versions
+    order by activity_id, {{ latest_version_first() }}
+
+),
+
+final as (
+
+    select
+        activity_id,
+        deal_id,
+        account_id,
+        contact_id,
+        owner_user_id,
+        channel,
+        occurred_at,
+        updated_at,
+        _file,
+        _line
+
+    from latest_versions
+    where not is_deleted
+
+)
+
+select * from final

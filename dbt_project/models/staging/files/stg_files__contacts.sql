@@ -1,0 +1,40 @@
+-- The `contacts` of the file drop as of the cutoff: the latest version of each id among those
+-- updated before the cutoff, and no id whose latest version is a delete.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__contacts') }}
+    where updated_at < {{ cutoff() }}
+
+),
+
+latest_versions as (
+
+    select distinct on (contact_id) *
+    from versions
+    order by contact_id, {{ latest_version_first() }}
+
+),
+
+final as (
+
+    select
+        contact_id,
+        account_id,
+        full_name,
+        email,
+        phone,
+        job_title,
+        created_at,
+        updated_at,
+        _file,
+        _line
+
+    from latest_versions
+    where not is_deleted
+
+)
+
+select * from final

@@ -1,0 +1,39 @@
+-- The `customers` of the file drop as of the cutoff: the latest version of each id among those
+-- updated before the cutoff.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__customers') }}
+    where updated_at < {{ cutoff() }}
+
+),
+
+latest_versions as (
+
+    select distinct on (customer_id) *
+    from versions
+    order by customer_id, {{ latest_version_first() }}
+
+),
+
+final as (
+
+    select
+        customer_id,
+        crm_account_id,
+        customer_name,
+        tax_id,
+        email_domain,
+        currency,
+        created_at,
+        updated_at,
+        _file,
+        _line
+
+    from latest_versions
+
+)
+
+select * from final

@@ -1,0 +1,35 @@
+-- The `deal_contacts` of the file drop as of the cutoff: the latest version of each id among those
+-- updated before the cutoff.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__deal_contacts') }}
+    where updated_at < {{ cutoff() }}
+
+),
+
+latest_versions as (
+
+    select distinct on (deal_id, contact_id) *
+    from versions
+    order by deal_id, contact_id, {{ latest_version_first() }}
+
+),
+
+final as (
+
+    select
+        deal_id,
+        contact_id,
+        role,
+        updated_at,
+        _file,
+        _line
+
+    from latest_versions
+
+)
+
+select * from final

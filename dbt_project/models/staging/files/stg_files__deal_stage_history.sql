@@ -1,0 +1,33 @@
+-- Stage entries of CRM deals: one row per event (deal_id, stage_id, entered_at); an event
+-- delivered twice (the same three values, in one or several files) is one event.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__deal_stage_history') }}
+
+),
+
+deduplicated as (
+
+    select distinct on (deal_id, stage_id, entered_at) *
+    from versions
+    order by deal_id, stage_id, entered_at, _folder_date nulls first, _file_id, _line
+
+),
+
+final as (
+
+    select
+        deal_id,
+        stage_id,
+        entered_at,
+        _file,
+        _line
+
+    from deduplicated
+
+)
+
+select * from final

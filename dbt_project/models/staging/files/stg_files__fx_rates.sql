@@ -1,0 +1,33 @@
+-- Daily currency rates: one row per (rate_date, currency); a later file's rate replaces an
+-- earlier one (files in crm/ or billing/ first, then dated folders in date order).
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__fx_rates') }}
+
+),
+
+latest_versions as (
+
+    select distinct on (rate_date, currency) *
+    from versions
+    order by rate_date, currency, {{ latest_version_first(has_updated_at=false) }}
+
+),
+
+final as (
+
+    select
+        rate_date,
+        currency,
+        rate,
+        _file,
+        _line
+
+    from latest_versions
+
+)
+
+select * from final

@@ -1,0 +1,43 @@
+-- The `invoices` of the file drop as of the cutoff: the latest version of each id among those
+-- updated before the cutoff.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__invoices') }}
+    where updated_at < {{ cutoff() }}
+
+),
+
+latest_versions as (
+
+    select distinct on (invoice_id) *
+    from versions
+    order by invoice_id, {{ latest_version_first() }}
+
+),
+
+final as (
+
+    select
+        invoice_id,
+        customer_id,
+        subscription_id,
+        deal_id,
+        status,
+        currency,
+        amount_total,
+        amount_paid,
+        issued_at,
+        due_at,
+        paid_at,
+        updated_at,
+        _file,
+        _line
+
+    from latest_versions
+
+)
+
+select * from final

@@ -1,0 +1,40 @@
+-- The `subscriptions` of the file drop as of the cutoff: the latest version of each id among those
+-- updated before the cutoff.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__subscriptions') }}
+    where updated_at < {{ cutoff() }}
+
+),
+
+latest_versions as (
+
+    select distinct on (subscription_id) *
+    from versions
+    order by subscription_id, {{ latest_version_first() }}
+
+),
+
+final as (
+
+    select
+        subscription_id,
+        customer_id,
+        plan,
+        status,
+        currency,
+        mrr_amount,
+        started_at,
+        canceled_at,
+        updated_at,
+        _file,
+        _line
+
+    from latest_versions
+
+)
+
+select * from final

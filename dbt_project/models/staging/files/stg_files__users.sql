@@ -1,0 +1,37 @@
+-- The `users` of the file drop as of the cutoff: the latest version of each id among those
+-- updated before the cutoff.
+
+with
+
+versions as (
+
+    select * from {{ ref('base_files__users') }}
+    where updated_at < {{ cutoff() }}
+
+),
+
+latest_versions as (
+
+    select distinct on (user_id) *
+    from versions
+    order by user_id, {{ latest_version_first() }}
+
+),
+
+final as (
+
+    select
+        user_id,
+        full_name,
+        email,
+        team,
+        is_active,
+        updated_at,
+        _file,
+        _line
+
+    from latest_versions
+
+)
+
+select * from final
