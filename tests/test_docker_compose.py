@@ -289,9 +289,7 @@ def test_airflow_service_gets_the_common_environment(resolved, name):
 
 
 def test_drop_dir_comes_from_b2b_drop_dir(compose):
-    sources = {
-        volume_mounts(compose["services"][name]).get(B2B_SOURCE_DIR, ("",))[0] for name in AIRFLOW_SERVICES
-    }
+    sources = {volume_mounts(compose["services"][name]).get(B2B_SOURCE_DIR, ("",))[0] for name in AIRFLOW_SERVICES}
     assert sources == {"${B2B_DROP_DIR:-./drop}"}
 
 
@@ -441,18 +439,14 @@ def pin(requirements: list[str], name: str) -> str | None:
 def test_dockerfile_airflow_matches_the_pins():
     froms = [args for keyword, args in dockerfile_instructions() if keyword == "FROM"]
     assert froms, "the Dockerfile has no FROM"
-    m = re.fullmatch(
-        r"apache/airflow:(?P<airflow>\d+\.\d+\.\d+)-python(?P<python>\d+\.\d+)", froms[-1].split()[0]
-    )
+    m = re.fullmatch(r"apache/airflow:(?P<airflow>\d+\.\d+\.\d+)-python(?P<python>\d+\.\d+)", froms[-1].split()[0])
     assert m, f"the image is not built FROM an official apache/airflow:X.Y.Z-pythonA.B tag: {froms[-1]!r}"
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert pin(project["dependencies"], "apache-airflow") == m["airflow"], "FROM tag != pyproject.toml pin"
     constraints = (ROOT / "constraints.txt").read_text().splitlines()
     assert pin(constraints, "apache-airflow") == m["airflow"], "FROM tag != constraints.txt pin"
-    assert m["python"] + ".0" in SpecifierSet(project.get("requires-python", "")), (
-        "python outside requires-python"
-    )
+    assert m["python"] + ".0" in SpecifierSet(project.get("requires-python", "")), "python outside requires-python"
 
 
 def test_dockerfile_copies_the_project():
@@ -539,9 +533,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies():
         for source in sources:
             inside = f"{source}/x.py" if (ROOT / source).is_dir() else source
             assert not dockerignore_excludes(source, rules), f"COPY {source}: excluded by .dockerignore"
-            assert not dockerignore_excludes(inside, rules), (
-                f"COPY {source}: content excluded by .dockerignore"
-            )
+            assert not dockerignore_excludes(inside, rules), f"COPY {source}: content excluded by .dockerignore"
 
 
 def test_dockerignore_matching_rules():
