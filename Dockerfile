@@ -38,7 +38,12 @@ RUN pip install --no-cache-dir -c /opt/b2b/constraints.txt "apache-airflow==${AI
 COPY --chown=airflow:0 dbt_project/ /opt/b2b/dbt_project/
 COPY --chown=airflow:0 expectations/ /opt/b2b/expectations/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
+COPY --chown=airflow:0 dags/ /opt/b2b/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
+# the DAG renders its dbt task group from the compiled manifest: compile it at build time
+# (dbt parse reads the profile's variables but connects to nothing)
+RUN B2B_PG_HOST=warehouse B2B_PG_USER=parse B2B_PG_DBNAME=parse \
+    dbt parse --project-dir /opt/b2b/dbt_project --profiles-dir /opt/b2b/dbt_project
 USER root
 RUN chmod -R g+rwX /opt/b2b
 USER airflow

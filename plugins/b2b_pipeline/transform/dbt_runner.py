@@ -89,10 +89,13 @@ class DbtResult:
 
 
 def dbt_project_dir() -> Path:
-    """The dbt project directory: env `B2B_DBT_PROJECT_DIR`, else `dbt_project/` of this repository."""
+    """The dbt project: env `B2B_DBT_PROJECT_DIR`, else `$B2B_PROJECT_DIR/dbt_project`, else this repository's."""
     override = os.environ.get(PROJECT_DIR_ENV, "").strip()
     if override:
         return Path(override).expanduser().resolve()
+    root = os.environ.get("B2B_PROJECT_DIR", "").strip()  # an installed package (the Docker image)
+    if root:
+        return Path(root).expanduser().resolve() / "dbt_project"
     # plugins/b2b_pipeline/transform/dbt_runner.py -> repository root
     return Path(__file__).resolve().parents[3] / "dbt_project"
 
