@@ -35,6 +35,7 @@ DEMO_START = date(2024, 1, 1)
 DEMO_END = date(2026, 11, 25)
 DEMO_NIGHTLY_DAYS = 7
 DEMO_ERROR_RATE = 0.0005
+REPORTING_CURRENCY = "RUB"  # the dbt var reporting_currency's default
 
 
 @app.callback()
@@ -118,7 +119,10 @@ def demo() -> None:
     else:
         _generate(drop, DEMO_SEED, DEMO_ACCOUNTS, DEMO_START, DEMO_END, DEMO_NIGHTLY_DAYS, False, DEMO_ERROR_RATE)
         marker.write_text("generated\n")
-    raise typer.Exit(_run_night(Night(as_of=DEMO_END, source_dir=drop)))
+    code = _run_night(Night(as_of=DEMO_END, source_dir=drop))
+    with contextlib.suppress(psycopg.Error):
+        _print_warehouse_totals(warehouse_dsn())
+    raise typer.Exit(code)
 
 
 @app.command("airflow")
@@ -372,5 +376,6 @@ def _print_headline(dsn: str, night: Night) -> None:
             shown = f"{value:,.2f}"
         else:
             shown = f"{value:,}"
-        table.add_row(name.replace("_", " "), shown)
+        money = name in ("won_amount", "avg_deal_size", "revenue", "potential_value")
+        table.add_row(name.replace("_", " ") + (f" ({REPORTING_CURRENCY})" if money else ""), shown)
     console.print(table)
