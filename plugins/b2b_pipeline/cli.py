@@ -137,8 +137,10 @@ def airflow_ui(
     dsn = _dsn()
     ensure_manifest(dsn)
     prepare_airflow(home, dsn)
+    bin_dir = str(Path(sys.executable).parent)  # standalone starts `airflow scheduler` & co. by name
     env = {
         **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         **airflow_environment(home, dsn),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": "127.0.0.1",
