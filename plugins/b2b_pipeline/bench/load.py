@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from b2b_pipeline.filedrop.discover import DropFile, discover
-from b2b_pipeline.filedrop.loader import load_file
+from b2b_pipeline.filedrop.loader import JSONL_COPY_OPTIONS, load_file
 from b2b_pipeline.filedrop.reader import chunks, read_csv_header
 from b2b_pipeline.filedrop.schema import ensure_raw_schema
 from b2b_pipeline.warehouse import connect, with_database
@@ -103,7 +103,7 @@ def plain_copy(conn: psycopg.Connection, f: DropFile, table: str) -> tuple[int, 
         options = sql.SQL("(format csv, header true, delimiter {})").format(sql.Literal(header.delimiter))
     else:
         columns = sql.SQL("doc text")
-        options = sql.SQL("(format csv, delimiter E'\\x02', quote E'\\x01')")
+        options = JSONL_COPY_OPTIONS
     conn.execute(sql.SQL("create table {} ({})").format(ident, columns))
     conn.commit()
     started = time.perf_counter()

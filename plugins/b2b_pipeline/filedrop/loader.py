@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (file, stored bytes done, stored bytes total)
 
 INCOMING = sql.Identifier("_b2b_incoming")
+# COPY options that read each line of a JSON Lines file as one text value, verbatim: CSV with a quote
+# and a delimiter that JSON text never holds unescaped
+JSONL_COPY_OPTIONS = sql.SQL("(format csv, delimiter E'\\x02', quote E'\\x01')")
 COPY_LINE = re.compile(r"line (\d+)")
 
 
@@ -194,6 +197,7 @@ def _load_in_transaction(
         missing = [c for c in entity.required_names if c not in header.columns]
         if missing:
             raise FileRefused(f"line 1: required column(s) missing from the header: {', '.join(missing)}")
+    size = f.path.stat().st_size
     file_id = conn.execute(
         "insert into raw_files.file_loads (batch_id, file, system, entity, folder_date, content_sha256, bytes, "
         "format, delimiter, rows_loaded, rows_quarantined) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0) "
@@ -205,14 +209,13 @@ def _load_in_transaction(
             entity.name,
             f.folder_date,
             sha,
-            f.path.stat().st_size,
+            size,
             f.fmt,
             header.delimiter if header else None,
         ),
     ).fetchone()[0]  # type: ignore[index]
     conn.execute(sql.SQL("select setval({}, 1, true)").format(sql.Literal(line_sequence(entity).as_string(conn))))
 
-    size = f.path.stat().st_size
     report = (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None)
     if header is None:
         loaded, quarantined = _load_jsonl(conn, batch_id, file_id, f, report)
@@ -460,10 +463,9 @@ def _load_jsonl(
     conn.execute(
         sql.SQL("create unlogged table {} (_line bigint generated always as identity, _doc text)").format(lines)
     )
-    # CSV with a quote and a delimiter that JSON text never holds unescaped: one line, one value, verbatim
     _stream_copy(
         conn,
-        sql.SQL("copy {} (_doc) from stdin (format csv, delimiter E'\\x02', quote E'\\x01')").format(lines),
+        sql.SQL("copy {} (_doc) from stdin {}").format(lines, JSONL_COPY_OPTIONS),
         f,
         report,
     )
