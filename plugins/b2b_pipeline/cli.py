@@ -19,6 +19,7 @@ from rich.table import Table
 from b2b_pipeline.config import b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.nightly import Night
+from b2b_pipeline.quality.commands import gate_app
 from b2b_pipeline.warehouse import redact, warehouse_dsn
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(gate_app, name="gate")
 console = Console(file=sys.__stdout__)
 err = Console(file=sys.__stderr__)
 
