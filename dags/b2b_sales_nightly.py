@@ -17,7 +17,9 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavi
 from b2b_pipeline.orchestration.callbacks import notify_failure
 from b2b_pipeline.orchestration.connection import WAREHOUSE_CONN_ID
 from b2b_pipeline.orchestration.dbt_profile import WarehouseProfileMapping
+from b2b_pipeline.orchestration.dbt_watcher import run_producer_first
 from b2b_pipeline.orchestration.project import dbt_manifest_path, dbt_project_path
+from b2b_pipeline.transform.dbt_runner import dbt_threads
 
 PUBLISHED_MARTS = Asset(name="b2b_published_marts", uri="b2b://warehouse/marts")
 NIGHT = "ti.xcom_pull(task_ids='resolve_night')"
@@ -70,22 +72,28 @@ def b2b_sales_nightly() -> None:
             dbt_project_path=dbt_project_path(),
             manifest_path=dbt_manifest_path(),
             project_name="b2b_pipeline",
+            install_dbt_deps=False,
         ),
         profile_config=ProfileConfig(
             profile_name="b2b_pipeline",
             target_name="warehouse",
-            profile_mapping=WarehouseProfileMapping(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "public"}),
+            profile_mapping=WarehouseProfileMapping(
+                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "public", "threads": dbt_threads()}
+            ),
         ),
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER),
+        # one `dbt build` of every model in a producer task; each model's task watches it and
+        # ends as its model did (a dbt invocation costs about 2 s, and there are 60 models)
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER
+        ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            # one task per model, then every dbt test of the project in one task: a task costs a dbt
-            # invocation (about 2 s), and the quality gate after it is the authority on the data anyway
+            # then every dbt test of the project in one task; the quality gate after it is the
+            # authority on the data
             test_behavior=TestBehavior.AFTER_ALL,
             emit_datasets=False,
         ),
         operator_args={
-            "install_deps": False,
             "vars": {
                 "as_of_date": "{{ " + NIGHT + "['as_of_date'] }}",
                 "core_schema": "core__candidate",
@@ -132,6 +140,7 @@ def b2b_sales_nightly() -> None:
     loads = [extract.override(task_id=f"extract_{system}")(system, night) for system in ("crm", "billing")]
     prepared = prepare_candidates()
     gate = quality_gate(night)
+    run_producer_first(dbt)
     loads >> prepared >> dbt >> gate >> publish() >> summary(night) >> report(night)
 
 

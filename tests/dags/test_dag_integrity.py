@@ -66,10 +66,28 @@ def test_tasks_and_their_order(dagbag) -> None:
     assert [o.name for o in tasks["publish"].outlets] == ["b2b_published_marts"]
 
 
-def test_no_cycles(dagbag) -> None:
-    from airflow.utils.dag_cycle_tester import check_cycle
+def test_dbt_runs_once_in_a_producer_that_every_model_task_watches(dagbag) -> None:
+    """Watcher mode: one `dbt build` (the producer) before every model's task, then one test task."""
+    from cosmos.operators.watcher import DbtProducerWatcherOperator
 
-    check_cycle(dagbag.dags[DAG_ID])  # raises on a cycle
+    dag = dagbag.dags[DAG_ID]
+    tasks = {t.task_id: t for t in dag.tasks}
+    producers = [t for t in tasks.values() if isinstance(t, DbtProducerWatcherOperator)]
+    assert [p.task_id for p in producers] == ["dbt.dbt_producer_watcher"]
+    producer = producers[0]
+    assert producer.upstream_task_ids == {"prepare_candidates"}
+    models = [t for t in tasks if t.startswith("dbt.") and t.endswith("_run")]
+    assert len(models) >= 60
+    for task_id in models:
+        assert "dbt.dbt_producer_watcher" in tasks[task_id].get_flat_relative_ids(upstream=True), task_id
+    # the producer builds models and the seed, the tests run once in their own task afterwards
+    flags = producer.dbt_cmd_flags or []
+    assert "--resource-type" in flags and "test" not in flags
+    assert tasks["dbt.dbt_project_test"].downstream_task_ids == {"quality_gate"}
+
+
+def test_no_cycles(dagbag) -> None:
+    dagbag.dags[DAG_ID].check_cycle()  # raises on a cycle
 
 
 def test_parse_time_under_a_second(dagbag) -> None:

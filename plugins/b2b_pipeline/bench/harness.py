@@ -53,7 +53,7 @@ def cached_company(root: Path, size: str, say: Say) -> Company:
     from b2b_pipeline.generate import generate_company
 
     accounts = SIZES[size]
-    full = root / f"{size}-{accounts}-seed{SEED}"
+    full = root.resolve() / f"{size}-{accounts}-seed{SEED}"  # absolute: the base drop links into it
     summary_file = full / "bench-summary.json"
     if not summary_file.exists():
         say(f"generating company {size} ({accounts:,} accounts) into {full}")

@@ -59,6 +59,9 @@ def airflow_environment(home: Path, dsn: str) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs" / "airflow"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # a local run phones nobody: no usage reports from Airflow or cosmos (each would wait on the network)
+        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW_CONN_B2B_WAREHOUSE": connection_json(dsn),
         "B2B_HOME": str(home),
     }
@@ -162,6 +165,15 @@ def run_night(home: Path, dsn: str, night: Night, on_task: TaskCallback | None =
         state = "blocked"
     else:
         state = "failed"
-    failed = sorted(t for t, s in tasks.items() if s in ("failed", "upstream_failed"))
-    error = None if state == "published" else f"tasks not successful: {', '.join(failed) or run_state}"
+    error = None if state == "published" else _failure_summary(tasks, run_state)
     return NightOutcome(night=night, state=state, tasks=tasks, seconds=seconds, gate=gate, error=error)
+
+
+def _failure_summary(tasks: dict[str, str], run_state: str) -> str:
+    """Which tasks failed, and how many did not run because of them (not all sixty dbt tasks by name)."""
+    failed = sorted(t for t, s in tasks.items() if s == "failed")
+    not_run = sum(1 for s in tasks.values() if s == "upstream_failed")
+    message = f"tasks failed: {', '.join(failed)}" if failed else f"the run ended {run_state}"
+    if not_run:
+        message += f" ({not_run} tasks after them did not run)"
+    return message

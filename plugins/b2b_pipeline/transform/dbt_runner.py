@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 PROJECT_DIR_ENV = "B2B_DBT_PROJECT_DIR"
 THREADS_ENV = "B2B_DBT_THREADS"
+# dbt's threads when B2B_DBT_THREADS is unset (profiles.yml repeats it): the SQL runs in PostgreSQL,
+# so a few more threads than cores keep both cores busy while dbt itself waits
+DEFAULT_THREADS = 4
 ENV_HOST = "B2B_PG_HOST"
 ENV_PORT = "B2B_PG_PORT"
 ENV_USER = "B2B_PG_USER"
@@ -86,6 +89,16 @@ class DbtResult:
     def warned_nodes(self) -> list[DbtNodeResult]:
         """The nodes that finished with a warning (e.g. a test of severity warn that found rows)."""
         return [n for n in self.nodes if n.status == "warn"]
+
+
+def dbt_threads() -> int:
+    """How many models dbt builds at once: B2B_DBT_THREADS, else DEFAULT_THREADS."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return DEFAULT_THREADS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive whole number, not {value!r}")
+    return int(value)
 
 
 def dbt_project_dir() -> Path:
