@@ -208,17 +208,41 @@ def run_bench(sizes: list[str], admin_dsn: str, home: Path, cache: Path, out: Pa
         },
         "sizes": [],
     }
-    for size in sizes:
-        company = cached_company(cache, size, say)
-        report["sizes"].append(bench_size(company, admin_dsn, home, say))
     report["dag_parse_seconds"] = dag_parse_seconds()
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     json_path = out / f"bench-{stamp}.json"
-    json_path.write_text(json.dumps(report, indent=2))
-    markdown = to_markdown(report)
-    (out / f"bench-{stamp}.md").write_text(markdown)
+    markdown = ""
+    for size in sizes:
+        company = cached_company(cache, size, say)
+        report["sizes"].append(bench_size(company, admin_dsn, home, say))
+        # written after every size, so that a long L run that fails keeps what S and M measured
+        json_path.write_text(json.dumps(report, indent=2))
+        markdown = to_markdown(report)
+        json_path.with_suffix(".md").write_text(markdown)
     return json_path, markdown
+
+
+def growth_lines(sizes: list[dict[str, Any]]) -> list[str]:
+    """How nights scale with the company: full nights against rows, increments against changed rows."""
+    if len(sizes) < 2:
+        return []
+    first = sizes[0]
+    lines = [
+        "",
+        f"Growth against {first['size']} (full nights should follow the rows, increments the changed rows):",
+        "",
+        "| size | rows × | full night × | full night s per million rows | increment rows × | increment × |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in sizes:
+        full, inc = s["full_night"]["wall_seconds"], s["increment"]["wall_seconds"]
+        lines.append(
+            f"| {s['size']} | {s['rows'] / first['rows']:.1f} | {full / first['full_night']['wall_seconds']:.1f} "
+            f"| {full / (s['rows'] / 1e6):.1f} | {s['increment']['rows'] / first['increment']['rows']:.1f} "
+            f"| {inc / first['increment']['wall_seconds']:.1f} |"
+        )
+    return lines
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -243,6 +267,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {s['increment']['wall_seconds']} ({s['increment']['rows']:,}) | {s['increment_vs_full']} "
             f"| {s['full_night']['gate_share']} | {peak} ({peak_step}) |"
         )
+    lines += growth_lines(report["sizes"])
     lines += ["", "Steps of each night (seconds of task time):", ""]
     for s in report["sizes"]:
         for night in ("full_night", "increment"):
