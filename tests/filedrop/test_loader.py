@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from b2b_pipeline.filedrop import loader
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
+from b2b_pipeline.filedrop.schema import ensure_raw_schema
 
 pytestmark = pytest.mark.integration
 
@@ -361,3 +364,132 @@ def test_a_dated_change_folder_adds_new_versions_in_date_order(warehouse: str, t
     )
     assert versions == [("A", None), ("A2", "2026-01-02"), ("A3", "2026-01-03")]
     assert rows(warehouse, "select count(*) from raw_files.users") == [(5,)]
+
+
+ACTIVITY_LINES = [
+    '{"activity_id": "A1", "deal_id": "D1", "channel": "call", "occurred_at": "2026-01-01T10:00:00Z", '
+    '"updated_at": "2026-01-01T10:00:00Z", "is_deleted": "false", "contact_id": null}',
+    '{"updated_at": "2026-01-02", "occurred_at": "2026-01-02", "channel": "email", "activity_id": "A2", '
+    '"owner_id": "", "account_id": "ООО \\"Ромашка\\", филиал\\nвторая строка \\u00e9"}',
+    '{"activity_id": "A3", "channel": "pigeon", "occurred_at": "2026-01-03", "updated_at": "2026-01-03"}',
+    '{"activity_id": "A4", "channel": "call", "occurred_at": "2026-02-30", "updated_at": "2026-01-04", '
+    '"activity_id": "A4b"}',
+]
+
+
+@pytest.mark.parametrize("path", ["client", "sql"])
+def test_json_lines_land_the_same_by_either_path(
+    warehouse: str, tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    if path == "sql":
+        monkeypatch.setattr(loader, "_load_jsonl", loader._load_jsonl_sql)
+    write(tmp_path, "crm/activities.jsonl", "\r\n".join(ACTIVITY_LINES) + "\r\n\r\n")
+    with caplog.at_level(logging.INFO, logger="b2b_pipeline.filedrop.loader"):
+        report = load_drop(warehouse, tmp_path)
+    assert ("parsing it in SQL" in caplog.text) is False  # the client path never fell back
+    f = the(report, "crm/activities.jsonl")
+    assert (f.rows_loaded, f.rows_quarantined) == (2, 2)
+    assert rows(
+        warehouse,
+        "select activity_id, deal_id, account_id, contact_id, owner_id, channel, is_deleted, _line, _extra "
+        "from raw_files.activities order by _line",
+    ) == [
+        ("A1", "D1", None, None, None, "call", "false", 1, None),
+        ("A2", None, 'ООО "Ромашка", филиал\nвторая строка é', None, None, "email", None, 2, None),
+    ]
+    assert rows(warehouse, "select line, reason, raw_row ->> 'activity_id' from raw_files.quarantine order by 1") == [
+        (3, "channel: not one of email, call, meeting, webinar, social, event, other (pigeon)", "A3"),
+        (4, "occurred_at: not an ISO 8601 timestamp (2026-02-30)", "A4b"),
+    ]
+    assert rows(warehouse, "select rows_loaded, rows_quarantined from raw_files.file_loads") == [(2, 2)]
+
+
+def test_json_lines_with_numbers_are_parsed_in_sql(
+    warehouse: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(
+        tmp_path,
+        "billing/fx_rates.jsonl",
+        '{"rate_date": "2026-01-01", "currency": "USD", "rate": 91.50}\n'
+        '{"rate_date": "2026-01-01", "currency": "EUR", "rate": "99"}\n',
+    )
+    with caplog.at_level(logging.INFO, logger="b2b_pipeline.filedrop.loader"):
+        report = load_drop(warehouse, tmp_path)
+    assert "parsing it in SQL" in caplog.text
+    assert report.rows_loaded == 2
+    assert rows(warehouse, "select currency, rate, _line from raw_files.fx_rates order by _line") == [
+        ("USD", "91.50", 1),
+        ("EUR", "99", 2),
+    ]
+
+
+def test_files_of_different_entities_load_side_by_side_in_order(warehouse: str, tmp_path: Path) -> None:
+    for day in ("2026-01-02", "2026-01-03"):
+        write(tmp_path, f"crm/{day}/users.csv", f"user_id,full_name,updated_at\nU1,{day},{day}\n")
+        write(tmp_path, f"billing/{day}/fx_rates.csv", f"rate_date,currency,rate\n{day},USD,90\n")
+        write(
+            tmp_path,
+            f"crm/{day}/activities.jsonl",
+            f'{{"activity_id": "A{day}", "channel": "call", "occurred_at": "{day}", "updated_at": "{day}"}}\n',
+        )
+    write(tmp_path, "crm/users.csv", "user_id,full_name,updated_at\nU1,2026-01-01,2026-01-01\n")
+    report = load_drop(warehouse, tmp_path, workers=3)
+    assert [f.file for f in report.files] == [
+        "crm/users.csv",
+        "crm/2026-01-02/activities.jsonl",
+        "crm/2026-01-02/users.csv",
+        "billing/2026-01-02/fx_rates.csv",
+        "crm/2026-01-03/activities.jsonl",
+        "crm/2026-01-03/users.csv",
+        "billing/2026-01-03/fx_rates.csv",
+    ]
+    assert report.count("loaded") == 7 and report.rows_loaded == 7
+    # within an entity, the files load (and get their ids) in drop order
+    for table, column in (("users", "full_name"), ("fx_rates", "rate_date"), ("activities", "updated_at")):
+        values = rows(warehouse, f"select {column} from raw_files.{table} order by _file_id")
+        assert [v for (v,) in values] == sorted(v for (v,) in values)
+    assert rows(warehouse, "select files_loaded, rows_loaded from raw_files.load_batches") == [(7, 7)]
+    assert rows(warehouse, "select count(distinct file_id), count(*) from raw_files.file_loads") == [(7, 7)]
+
+
+def test_a_file_of_the_same_size_but_other_content_loads(warehouse: str, tmp_path: Path) -> None:
+    write(tmp_path, "crm/users.csv", "user_id,full_name,updated_at\nU1,A,2026-01-01\n")
+    load_drop(warehouse, tmp_path)
+    write(tmp_path, "crm/2026-01-02/users.csv", "user_id,full_name,updated_at\nU1,B,2026-01-01\n")
+    report = load_drop(warehouse, tmp_path)
+    assert the(report, "crm/users.csv").status == "skipped"
+    assert the(report, "crm/2026-01-02/users.csv").status == "loaded"
+    assert rows(
+        warehouse, "select count(distinct content_sha256), count(distinct bytes) from raw_files.file_loads"
+    ) == [(2, 1)]
+
+
+def test_a_raw_table_of_an_older_version_gets_the_new_file_id_default(warehouse: str, tmp_path: Path) -> None:
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        ensure_raw_schema(conn)
+        conn.execute("alter table raw_files.users alter column _file_id set default currval('raw_files.file_id_seq')")
+        ensure_raw_schema(conn)
+        default = conn.execute(
+            "select pg_get_expr(adbin, adrelid) from pg_attrdef where adrelid = 'raw_files.users'::regclass "
+            "and adnum = (select attnum from pg_attribute where attrelid = adrelid and attname = '_file_id')"
+        ).fetchone()
+    assert default is not None and "current_setting" in default[0]
+    write(tmp_path, "crm/users.csv", "user_id,full_name,updated_at\nU1,A,2026-01-01\n")
+    report = load_drop(warehouse, tmp_path)
+    assert rows(warehouse, "select _file_id from raw_files.users") == [(the(report, "crm/users.csv").file_id,)]
+
+
+def test_a_bad_value_is_found_by_a_parallel_plan(warehouse: str, tmp_path: Path) -> None:
+    # planner settings that make even a tiny file's validation a parallel query: on PostgreSQL 15
+    # the exact rules' check (an exception block, a subtransaction) must stay out of the workers
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        database = conn.info.dbname
+        for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+            conn.execute(f"alter database {database} set {setting} = 0")
+    good = "".join(f"D{i},s1,2026-01-01T10:00:00Z\n" for i in range(2000))
+    write(tmp_path, "crm/deal_stage_history.csv", f"deal_id,stage_id,entered_at\n{good}D9,s1,2026-02-30\n")
+    report = load_drop(warehouse, tmp_path)
+    assert (report.rows_loaded, report.rows_quarantined) == (2000, 1)
+    assert rows(warehouse, "select line, reason from raw_files.quarantine") == [
+        (2002, "entered_at: not an ISO 8601 timestamp (2026-02-30)")
+    ]

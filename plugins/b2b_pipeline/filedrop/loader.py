@@ -1,31 +1,44 @@
 """Extract & load of a file drop into `raw_files`, by streaming COPY and set-based SQL.
 
 Per file, in one transaction:
-1. skip it when a file of the same entity with the same content (SHA-256) was loaded before;
-2. COPY its rows straight into `raw_files.<entity>` (CSV whose header names only contract
-   columns), or into a temporary table first (JSON Lines, CSV with columns the contract
-   does not name, CSV with ragged rows), from where one INSERT ... SELECT moves them;
-3. one DELETE ... RETURNING moves every row that breaks a rule of SOURCES.md, with all
-   its reasons, to `raw_files.quarantine`;
-4. record the file in the ledger `raw_files.file_loads`.
+1. skip it when a file of the same entity with the same content (SHA-256) was loaded
+   before. The file is hashed up front only when the ledger holds a file of its entity
+   with the same size (identical content has identical size); otherwise the hash is
+   taken from the bytes on their way into COPY, so the file is read once;
+2. COPY its rows straight into `raw_files.<entity>`: a CSV whose header names only
+   contract columns as it is; JSON Lines transcoded to CSV on the client when every
+   line is a flat object of contract fields with string or null values (`jsonl`).
+   Everything else goes through a temporary table, from where one INSERT ... SELECT
+   moves the rows: other JSON Lines (COPY parses each line into `jsonb`, and a file
+   with a line that is not JSON or not an object is checked line by line), CSV with
+   columns the contract does not name, CSV with ragged rows;
+3. record the file in the ledger `raw_files.file_loads`;
+4. one read-only pass finds the file's rows that break a rule of SOURCES.md; only when
+   it finds some does one DELETE ... RETURNING move them, with all their reasons, to
+   `raw_files.quarantine`.
 A file that cannot be read as its entity at all is refused whole and recorded in
-`raw_files.file_refusals`; nothing of it loads. See docs/raw-layer.md.
+`raw_files.file_refusals`; nothing of it loads. `load_drop` loads the files of
+different entities side by side on a few connections. See docs/raw-layer.md.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import re
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 from psycopg import errors, sql
 
+from b2b_pipeline.filedrop import jsonl
 from b2b_pipeline.filedrop.discover import DropFile, discover
 from b2b_pipeline.filedrop.reader import (
     CsvHeader,
@@ -35,9 +48,9 @@ from b2b_pipeline.filedrop.reader import (
     read_csv_header,
     sha256_of,
 )
-from b2b_pipeline.filedrop.schema import ensure_raw_schema, entity_table, line_sequence
+from b2b_pipeline.filedrop.schema import FILE_ID_SETTING, ensure_raw_schema, entity_table, line_sequence
 from b2b_pipeline.filedrop.spec import Entity
-from b2b_pipeline.filedrop.validate import entity_rules, failure_condition, reason_expression
+from b2b_pipeline.filedrop.validate import entity_rules, failure_condition, reason_expression, screen_condition
 from b2b_pipeline.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -45,10 +58,13 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (file, stored bytes done, stored bytes total)
 
 INCOMING = sql.Identifier("_b2b_incoming")
+JSON_LINES = sql.Identifier("_b2b_json_lines")
 # COPY options that read each line of a JSON Lines file as one text value, verbatim: CSV with a quote
 # and a delimiter that JSON text never holds unescaped
 JSONL_COPY_OPTIONS = sql.SQL("(format csv, delimiter E'\\x02', quote E'\\x01')")
 COPY_LINE = re.compile(r"line (\d+)")
+# connections loading files side by side in `load_drop`: one entity per connection at a time
+DEFAULT_WORKERS = 2
 
 
 @dataclass
@@ -103,8 +119,14 @@ def load_drop(
     *,
     systems: tuple[str, ...] | None = None,
     progress: Progress | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> LoadReport:
-    """Load every new file of the drop at `source_dir` (only `systems`, when given) as one batch."""
+    """Load every new file of the drop at `source_dir` (only `systems`, when given) as one batch.
+
+    Up to `workers` connections load files side by side, one entity per connection at a
+    time: the files of an entity load one after another in drop order, each in its own
+    transaction, so `_file_id` still increases in load order within every entity.
+    """
     source_dir = Path(source_dir).resolve()
     found = discover(source_dir)
     with connect(dsn, autocommit=True) as conn:
@@ -117,10 +139,8 @@ def load_drop(
         for relpath, why in found.ignored:
             if systems is None or relpath.split("/", 1)[0] in systems:
                 report.files.append(_refuse(conn, batch_id, relpath, None, why))
-        for drop_file in found.files:
-            if systems is not None and drop_file.system not in systems:
-                continue
-            report.files.append(load_file(conn, batch_id, drop_file, progress))
+        files = [f for f in found.files if systems is None or f.system in systems]
+        report.files.extend(_load_files(dsn, conn, batch_id, files, progress, workers))
         conn.execute(
             "update raw_files.load_batches set finished_at = clock_timestamp(), files_loaded = %s, "
             "files_skipped = %s, files_refused = %s, rows_loaded = %s, rows_quarantined = %s "
@@ -146,28 +166,126 @@ def load_drop(
     return report
 
 
+def _load_files(
+    dsn: str,
+    conn: psycopg.Connection,
+    batch_id: int,
+    files: list[DropFile],
+    progress: Progress | None,
+    workers: int,
+) -> list[FileResult]:
+    """The result of loading each file, in the order of `files`.
+
+    The files are grouped by entity, keeping their order; with more than one worker and
+    more than one entity, worker threads on connections of their own take the groups,
+    largest first, each group whole (the advisory lock of `_load_in_transaction` would
+    serialise two loads of one entity anyway).
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, f in enumerate(files):
+        groups[f.entity.name if f.entity else ""].append(i)
+    if workers <= 1 or len(groups) <= 1:
+        return [load_file(conn, batch_id, f, progress) for f in files]
+
+    def size(group: list[int]) -> int:
+        return sum(files[i].path.stat().st_size for i in group)
+
+    pending = sorted(groups.values(), key=size, reverse=True)
+    results: list[FileResult | None] = [None] * len(files)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def report(file: str, done: int, total: int) -> None:
+        assert progress is not None
+        with lock:  # one progress display, several threads
+            progress(file, done, total)
+
+    def work() -> None:
+        with connect(dsn, autocommit=True) as own:
+            while not failed.is_set():
+                with lock:
+                    if not pending:
+                        return
+                    group = pending.pop(0)
+                try:
+                    for i in group:
+                        results[i] = load_file(own, batch_id, files[i], report if progress else None)
+                except BaseException:
+                    failed.set()  # the other workers finish their current group and stop
+                    raise
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="b2b-load") as pool:
+        futures = [pool.submit(work) for _ in range(min(workers, len(groups)))]
+        for future in futures:
+            future.result()
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+@dataclass
+class _Source:
+    """A drop file as the loader streams it: its chunks, with progress, and its SHA-256 taken on the way."""
+
+    file: DropFile
+    report: Callable[[int], None]
+    sha256: str | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's content for COPY; the first stream that runs to its end also hashes the file."""
+        digest = hashlib.sha256() if self.sha256 is None else None
+        for chunk, done in chunks(self.file.path, self.file.compressed, digest):
+            yield chunk
+            self.report(done)
+        if digest is not None:
+            self.sha256 = digest.hexdigest()
+
+    def content_sha256(self) -> str:
+        """The SHA-256 of the stored bytes: from a finished stream, else by reading the file."""
+        if self.sha256 is None:
+            self.sha256 = sha256_of(self.file.path)
+        return self.sha256
+
+
+@dataclass
+class _FileLoad:
+    """One file being loaded, inside its transaction."""
+
+    batch_id: int
+    file_id: int
+    file: DropFile
+    entity: Entity
+    source: _Source
+    size: int
+    header: CsvHeader | None
+    registered: tuple[int, int] | None = None  # (loaded, quarantined) as written to the ledger
+
+
 def load_file(conn: psycopg.Connection, batch_id: int, f: DropFile, progress: Progress | None) -> FileResult:
     """Load one file in its own transaction; refuse it whole when it cannot be read as its entity."""
     entity_name = f.entity.name if f.entity else None
     if f.problem:
         return _refuse(conn, batch_id, f.relpath, entity_name, f.problem)
     assert f.entity is not None and f.fmt is not None
-    sha = sha256_of(f.path)
-    previous = conn.execute(
-        "select file, batch_id from raw_files.file_loads where entity = %s and content_sha256 = %s",
-        (f.entity.name, sha),
-    ).fetchone()
-    if previous:
-        log.info("%s: skipped, its content was loaded before as %s (batch %s)", f.relpath, *previous)
-        return FileResult(
-            f.relpath,
-            entity_name,
-            "skipped",
-            reason=f"content loaded before as {previous[0]} (batch {previous[1]})",
-        )
+    size = f.path.stat().st_size
+    source = _Source(f, (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None))
+    same_size = conn.execute(
+        "select content_sha256, file, batch_id from raw_files.file_loads where entity = %s and bytes = %s",
+        (f.entity.name, size),
+    ).fetchall()
+    if same_size:  # only then can its content have been loaded before: hash it first
+        sha = source.content_sha256()
+        previous = next((row for row in same_size if row[0] == sha), None)
+        if previous:
+            log.info("%s: skipped, its content was loaded before as %s (batch %s)", f.relpath, *previous[1:])
+            return FileResult(
+                f.relpath,
+                entity_name,
+                "skipped",
+                reason=f"content loaded before as {previous[1]} (batch {previous[2]})",
+            )
     try:
         with conn.transaction():
-            result = _load_in_transaction(conn, batch_id, f, sha, progress)
+            result = _load_in_transaction(conn, batch_id, f, source, size)
     except FileRefused as exc:
         return _refuse(conn, batch_id, f.relpath, entity_name, str(exc))
     except errors.UniqueViolation:  # a concurrent load took the same content first
@@ -186,83 +304,86 @@ def _refuse(conn: psycopg.Connection, batch_id: int, relpath: str, entity: str |
 
 
 def _load_in_transaction(
-    conn: psycopg.Connection, batch_id: int, f: DropFile, sha: str, progress: Progress | None
+    conn: psycopg.Connection, batch_id: int, f: DropFile, source: _Source, size: int
 ) -> FileResult:
     entity = f.entity
     assert entity is not None and f.fmt is not None
-    # one load of an entity at a time: the line sequence is per entity
-    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"raw_files.{entity.name}",))
+    # one load of an entity at a time: the line sequence is per entity. JIT compiling the
+    # validation expressions costs more than it saves on a file's rows.
+    conn.execute(
+        "select pg_advisory_xact_lock(hashtext(%s)), set_config('jit', 'off', true)", (f"raw_files.{entity.name}",)
+    )
     header = read_csv_header(f.path, f.compressed) if f.fmt == "csv" else None
     if header:
         missing = [c for c in entity.required_names if c not in header.columns]
         if missing:
             raise FileRefused(f"line 1: required column(s) missing from the header: {', '.join(missing)}")
-    size = f.path.stat().st_size
-    file_id = conn.execute(
-        "insert into raw_files.file_loads (batch_id, file, system, entity, folder_date, content_sha256, bytes, "
-        "format, delimiter, rows_loaded, rows_quarantined) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0) "
-        "returning file_id",
-        (
-            batch_id,
-            f.relpath,
-            f.system,
-            entity.name,
-            f.folder_date,
-            sha,
-            size,
-            f.fmt,
-            header.delimiter if header else None,
-        ),
-    ).fetchone()[0]  # type: ignore[index]
-    conn.execute(sql.SQL("select setval({}, 1, true)").format(sql.Literal(line_sequence(entity).as_string(conn))))
-
-    report = (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None)
+    # the file's id, which `_file_id` of the raw tables defaults to for the rest of the transaction
+    file_id = int(
+        conn.execute(
+            sql.SQL("select set_config({}, nextval('raw_files.file_id_seq')::text, true), setval({}, 1, true)").format(
+                sql.Literal(FILE_ID_SETTING), sql.Literal(line_sequence(entity).as_string(conn))
+            )
+        ).fetchone()[0]  # type: ignore[index]
+    )
+    load = _FileLoad(batch_id, file_id, f, entity, source, size, header)
     if header is None:
-        loaded, quarantined = _load_jsonl(conn, batch_id, file_id, f, report)
+        loaded, quarantined = _load_jsonl(conn, load)
     else:
-        loaded, quarantined = _load_csv(conn, batch_id, file_id, f, header, report)
-    result = FileResult(
-        f.relpath,
-        entity.name,
-        "loaded",
-        rows_loaded=loaded,
-        rows_quarantined=quarantined,
-        file_id=file_id,
+        loaded, quarantined = _load_csv(conn, load, header)
+    if load.registered != (loaded, quarantined):
+        conn.execute(
+            "update raw_files.file_loads set rows_loaded = %s, rows_quarantined = %s, loaded_at = clock_timestamp() "
+            "where file_id = %s",
+            (loaded, quarantined, file_id),
+        )
+    return FileResult(
+        f.relpath, entity.name, "loaded", rows_loaded=loaded, rows_quarantined=quarantined, file_id=file_id
     )
+
+
+def _register(conn: psycopg.Connection, load: _FileLoad, loaded: int) -> None:
+    """Record the file in the ledger (before any of its rows goes to the quarantine, which refers to it)."""
     conn.execute(
-        "update raw_files.file_loads set rows_loaded = %s, rows_quarantined = %s, loaded_at = clock_timestamp() "
-        "where file_id = %s",
-        (result.rows_loaded, result.rows_quarantined, file_id),
+        "insert into raw_files.file_loads (file_id, batch_id, file, system, entity, folder_date, content_sha256, "
+        "bytes, format, delimiter, rows_loaded, rows_quarantined) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+        "%s, 0)",
+        (
+            load.file_id,
+            load.batch_id,
+            load.file.relpath,
+            load.file.system,
+            load.entity.name,
+            load.file.folder_date,
+            load.source.content_sha256(),
+            load.size,
+            load.file.fmt,
+            load.header.delimiter if load.header else None,
+            loaded,
+        ),
     )
-    return result
+    load.registered = (loaded, 0)
 
 
-def _load_csv(
-    conn: psycopg.Connection,
-    batch_id: int,
-    file_id: int,
-    f: DropFile,
-    header: CsvHeader,
-    report: Callable[[int], None],
-) -> tuple[int, int]:
+def _load_csv(conn: psycopg.Connection, load: _FileLoad, header: CsvHeader) -> tuple[int, int]:
     """Rows of a CSV loaded and quarantined.
 
     The fast path COPYs straight into the raw table and then moves the rows that break
     a rule to the quarantine; a file with columns the contract does not name, or with
     ragged rows, goes through a temporary table instead.
     """
-    assert f.entity is not None
     decimal_comma = header.delimiter == ";"
-    if all(c in f.entity.column_names for c in header.columns):
+    if all(c in load.entity.column_names for c in header.columns):
         try:
             with conn.transaction():  # a savepoint: a ragged row sends the file to the staged path
-                copied = _copy_direct(conn, f, header, report)
+                copied = _copy_direct(conn, load, header)
         except errors.BadCopyFileFormat as exc:
-            log.info("%s: %s; reading it row by row to quarantine the ragged rows", f.relpath, _copy_error(exc))
-            return _load_csv_staged(conn, batch_id, file_id, f, header, report, parse_in_python=True)
-        invalid = _quarantine_invalid(conn, batch_id, file_id, f.relpath, f.entity, decimal_comma)
+            log.info("%s: %s; reading it row by row to quarantine the ragged rows", load.file.relpath, _copy_error(exc))
+            return _load_csv_staged(conn, load, header, parse_in_python=True)
+        _register(conn, load, copied)
+        invalid = _quarantine_invalid(conn, load, decimal_comma)
         return copied - invalid, invalid
-    return _load_csv_staged(conn, batch_id, file_id, f, header, report, parse_in_python=False)
+    return _load_csv_staged(conn, load, header, parse_in_python=False)
 
 
 def _copy_error(exc: psycopg.Error) -> str:
@@ -272,40 +393,54 @@ def _copy_error(exc: psycopg.Error) -> str:
     return f"{where}{exc.diag.message_primary or exc}"
 
 
-def _copy_options(columns: list[str] | tuple[str, ...], delimiter: str) -> sql.Composable:
+def _copy_options(columns: tuple[str, ...], delimiter: str | None = None) -> sql.Composable:
+    """COPY options for CSV whose empty values, quoted or not, are NULL: a file's (`delimiter`,
+    with a header) or the client-side path's (`,`, no header)."""
+    if delimiter is None:
+        return sql.SQL("(format csv, force_null ({}))").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
     return sql.SQL("(format csv, header true, delimiter {}, force_null ({}))").format(
         sql.Literal(delimiter), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
 
 
 def _stream_copy(
-    conn: psycopg.Connection, statement: sql.Composable, f: DropFile, report: Callable[[int], None]
+    conn: psycopg.Connection, statement: sql.Composable, data: Iterable[bytes], *, refuse_bad_data: bool = True
 ) -> int:
-    """COPY the file's bytes through `statement`; the number of rows copied. Unreadable text refuses the file."""
+    """COPY `data` (the file's bytes, as a rule) through `statement`; the number of rows copied.
+
+    Text that is not UTF-8, or (with `refuse_bad_data`) not readable as CSV, refuses the
+    file; with `refuse_bad_data` false every data error is the caller's to handle.
+    """
     try:
         with conn.cursor() as cur:
             with cur.copy(statement) as copy:
-                for chunk, done in chunks(f.path, f.compressed):
+                for chunk in data:
                     copy.write(chunk)
-                    report(done)
             return cur.rowcount
-    except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
-        raise FileRefused(f"{_copy_error(exc)} (the file must be UTF-8 text; a Windows-1251 export?)") from exc
     except errors.BadCopyFileFormat:
         raise
-    except errors.DataException as exc:
+    except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
+        if not refuse_bad_data:
+            raise
+        raise FileRefused(f"{_copy_error(exc)} (the file must be UTF-8 text; a Windows-1251 export?)") from exc
+    except psycopg.DataError as exc:
+        if not refuse_bad_data:
+            raise
         raise FileRefused(f"not readable as CSV: {_copy_error(exc)}") from exc
 
 
-def _copy_direct(conn: psycopg.Connection, f: DropFile, header: CsvHeader, report: Callable[[int], None]) -> int:
-    """COPY a CSV whose header names only contract columns straight into the raw table."""
-    assert f.entity is not None
+def _copy_direct(conn: psycopg.Connection, load: _FileLoad, header: CsvHeader) -> int:
+    """COPY a CSV whose header names only contract columns straight into the raw table.
+
+    `_file_id` (the transaction's file id setting) and `_line` (the entity's line sequence,
+    reset to the header's line) come from their column defaults.
+    """
     statement = sql.SQL("copy {} ({}) from stdin {}").format(
-        entity_table(f.entity),
+        entity_table(load.entity),
         sql.SQL(", ").join(map(sql.Identifier, header.columns)),
         _copy_options(header.columns, header.delimiter),
     )
-    return _stream_copy(conn, statement, f, report)
+    return _stream_copy(conn, statement, load.source.chunks())
 
 
 def _create_incoming(conn: psycopg.Connection, columns: tuple[str, ...], line_identity: bool) -> None:
@@ -318,18 +453,10 @@ def _create_incoming(conn: psycopg.Connection, columns: tuple[str, ...], line_id
 
 
 def _load_csv_staged(
-    conn: psycopg.Connection,
-    batch_id: int,
-    file_id: int,
-    f: DropFile,
-    header: CsvHeader,
-    report: Callable[[int], None],
-    *,
-    parse_in_python: bool,
+    conn: psycopg.Connection, load: _FileLoad, header: CsvHeader, *, parse_in_python: bool
 ) -> tuple[int, int]:
     """A CSV through a temporary table: for columns the contract does not name, and for ragged rows."""
-    assert f.entity is not None
-    rows = _incoming_rows(f.entity, header.columns)
+    rows = _incoming_rows(load.entity, header.columns)
     decimal_comma = header.delimiter == ";"
     if not parse_in_python:
         try:
@@ -340,18 +467,18 @@ def _load_csv_staged(
                     sql.SQL(", ").join(map(sql.Identifier, header.columns)),
                     _copy_options(header.columns, header.delimiter),
                 )
-                _stream_copy(conn, statement, f, report)
-                return _move_incoming(conn, batch_id, file_id, f, rows, decimal_comma)
+                _stream_copy(conn, statement, load.source.chunks())
+                return _move_incoming(conn, load, rows, decimal_comma)
         except errors.BadCopyFileFormat as exc:
-            log.info("%s: %s; reading it row by row to quarantine the ragged rows", f.relpath, _copy_error(exc))
+            log.info("%s: %s; reading it row by row to quarantine the ragged rows", load.file.relpath, _copy_error(exc))
     _create_incoming(conn, header.columns, line_identity=False)
     statement = sql.SQL("copy {} (_line, _problem, _raw, {}) from stdin").format(
         INCOMING, sql.SQL(", ").join(map(sql.Identifier, header.columns))
     )
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in _parse_csv_rows(f, header, report):
+        for row in _parse_csv_rows(load.file, header, load.source.report):
             copy.write_row(row)
-    return _move_incoming(conn, batch_id, file_id, f, rows, decimal_comma)
+    return _move_incoming(conn, load, rows, decimal_comma)
 
 
 def _parse_csv_rows(f: DropFile, header: CsvHeader, report: Callable[[int], None]) -> Iterator[tuple]:
@@ -383,46 +510,33 @@ def _parse_csv_rows(f: DropFile, header: CsvHeader, report: Callable[[int], None
 
 
 def _move_incoming(
-    conn: psycopg.Connection,
-    batch_id: int,
-    file_id: int,
-    f: DropFile,
-    rows: sql.Composable,
-    decimal_comma: bool,
+    conn: psycopg.Connection, load: _FileLoad, rows: sql.Composable, decimal_comma: bool
 ) -> tuple[int, int]:
-    """Validate the rows of a temporary relation once, then insert the good ones into the raw table
-    and the others into the quarantine; (loaded, quarantined).
+    """Move the rows of a temporary relation: the unreadable ones to the quarantine, the others
+    into the raw table, then those of them that break a rule to the quarantine; (loaded, quarantined).
 
     `rows` selects `_line`, `_problem` (why the row could not be read at all, else NULL),
     `_raw_row` (jsonb of an unreadable row), every contract column as text, and `_extra`.
     """
-    entity = f.entity
-    assert entity is not None
-    rules = entity_rules(entity, decimal_comma)
-    conn.execute(
-        sql.SQL(
-            # offset 0 keeps the rows a subquery, so that each column is computed once, not once per rule
-            "create temp table _b2b_checked on commit drop as select r.*, {} as _reason from ({} offset 0) r"
-        ).format(reason_expression(rules), rows)
-    )
-    columns = sql.SQL(", ").join(map(sql.Identifier, entity.column_names))
-    quarantined = conn.execute(
+    entity = load.entity
+    _register(conn, load, 0)
+    unreadable = conn.execute(
         sql.SQL(
             "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
-            "select %s, %s, %s, _line, %s, coalesce(_problem, _reason), "
-            "coalesce(_raw_row, jsonb_strip_nulls(to_jsonb(c) - '{_line,_problem,_raw_row,_reason}'::text[])) "
-            "from _b2b_checked c where _problem is not null or _reason <> ''"
-        ),
-        (batch_id, file_id, f.relpath, entity.name),
+            "select %s, %s, %s, _line, %s, _problem, _raw_row from ({}) r where _problem is not null"
+        ).format(rows),
+        (load.batch_id, load.file_id, load.file.relpath, entity.name),
     ).rowcount
-    loaded = conn.execute(
+    columns = sql.SQL(", ").join(map(sql.Identifier, entity.column_names))
+    moved = conn.execute(
         sql.SQL(
-            "insert into {} ({}, _file_id, _line, _extra) select {}, %s, _line, _extra from _b2b_checked "
-            "where _problem is null and _reason = ''"
-        ).format(entity_table(entity), columns, columns),
-        (file_id,),
+            "insert into {} ({}, _file_id, _line, _extra) select {}, %s, _line, _extra from ({}) r "
+            "where _problem is null"
+        ).format(entity_table(entity), columns, columns, rows),
+        (load.file_id,),
     ).rowcount
-    return loaded, quarantined
+    invalid = _quarantine_invalid(conn, load, decimal_comma)
+    return moved - invalid, unreadable + invalid
 
 
 def _incoming_rows(entity: Entity, columns: tuple[str, ...]) -> sql.Composable:
@@ -451,43 +565,114 @@ def _extra_expression(unknown: list[str]) -> sql.Composable:
     return sql.SQL(" || ").join(parts)
 
 
-def _load_jsonl(
-    conn: psycopg.Connection, batch_id: int, file_id: int, f: DropFile, report: Callable[[int], None]
-) -> tuple[int, int]:
-    """JSON Lines: each line COPYed as one text value, parsed and split into columns in SQL."""
-    entity = f.entity
-    assert entity is not None
-    # an unlogged table, not a temporary one, so that PostgreSQL can parse the lines with parallel
-    # workers; it lives and dies with this file's transaction
-    lines = sql.Identifier("raw_files", f"_incoming_lines_{file_id}")
-    conn.execute(
-        sql.SQL("create unlogged table {} (_line bigint generated always as identity, _doc text)").format(lines)
-    )
-    _stream_copy(
-        conn,
-        sql.SQL("copy {} (_doc) from stdin {}").format(lines, JSONL_COPY_OPTIONS),
-        f,
-        report,
-    )
-    try:  # parse each line once, optimistically; a line that is not JSON sends the file to the checking parse
+class _NotEveryLineAnObject(Exception):
+    """A JSON Lines file holds a line that is JSON but not an object: the checking path names it."""
+
+
+def _load_jsonl(conn: psycopg.Connection, load: _FileLoad) -> tuple[int, int]:
+    """JSON Lines: transcoded to CSV on the client and COPYed straight into the raw table when
+    every line is a flat object of contract fields (`jsonl.csv_from_json_lines`), else by SQL."""
+    names = load.entity.column_names
+    try:
+        with conn.transaction():  # a savepoint: anything the client-side path does not handle undoes it
+            # `_line` from the line sequence: JSON Lines have no header, the first record is line 1
+            conn.execute(
+                sql.SQL("select setval({}, 1, false)").format(
+                    sql.Literal(line_sequence(load.entity).as_string(conn))
+                )
+            )
+            copied = _stream_copy(
+                conn,
+                sql.SQL("copy {} ({}) from stdin {}").format(
+                    entity_table(load.entity), sql.SQL(", ").join(map(sql.Identifier, names)), _copy_options(names)
+                ),
+                jsonl.csv_from_json_lines(load.source.chunks(), names),
+                refuse_bad_data=False,
+            )
+    except (jsonl.NotTranscodable, psycopg.DataError) as exc:
+        log.info("%s: %s; parsing it in SQL", load.file.relpath, exc)
+    else:
+        _register(conn, load, copied)
+        invalid = _quarantine_invalid(conn, load, False)
+        return copied - invalid, invalid
+    return _load_jsonl_sql(conn, load)
+
+
+def _load_jsonl_sql(conn: psycopg.Connection, load: _FileLoad) -> tuple[int, int]:
+    """JSON Lines parsed in SQL, optimistically: COPY parses each line into `jsonb` on its way into
+    a temporary table, and one INSERT ... SELECT splits the objects into the raw table's columns.
+
+    A line that is not JSON (COPY fails) or not an object sends the file to `_load_jsonl_checked`.
+    """
+    entity = load.entity
+    names = entity.column_names
+    try:
         with conn.transaction():
-            moved = _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, lines, check_json=False), False)
-    except errors.InvalidTextRepresentation:
-        moved = _move_incoming(conn, batch_id, file_id, f, _json_rows(entity, lines, check_json=True), False)
-    conn.execute(sql.SQL("drop table {}").format(lines))
-    return moved
+            conn.execute(
+                sql.SQL(
+                    "create temp table {} (_line bigint generated always as identity, _doc jsonb) on commit drop"
+                ).format(JSON_LINES)
+            )
+            copied = _stream_copy(
+                conn,
+                sql.SQL("copy {} (_doc) from stdin {}").format(JSON_LINES, JSONL_COPY_OPTIONS),
+                load.source.chunks(),
+                refuse_bad_data=False,
+            )
+            # an empty line is NULL; everything else is a JSON value
+            moved = conn.execute(
+                sql.SQL(
+                    "insert into {} ({}, _file_id, _line, _extra) select {}, %s, _line, "
+                    "nullif(_doc - {}::text[], '{{}}'::jsonb) from {} where jsonb_typeof(_doc) = 'object'"
+                ).format(
+                    entity_table(entity),
+                    sql.SQL(", ").join(map(sql.Identifier, names)),
+                    sql.SQL(", ").join(sql.SQL("nullif(_doc ->> {}, '')").format(sql.Literal(c)) for c in names),
+                    sql.Literal(list(names)),
+                    JSON_LINES,
+                ),
+                (load.file_id,),
+            ).rowcount
+            if moved != copied:
+                values = conn.execute(
+                    sql.SQL("select count(*) from {} where _doc is not null").format(JSON_LINES)
+                ).fetchone()[0]  # type: ignore[index]
+                if values != moved:
+                    raise _NotEveryLineAnObject
+    except (psycopg.DataError, _NotEveryLineAnObject) as exc:
+        log.info(
+            "%s: %s; checking it line by line",
+            load.file.relpath,
+            _copy_error(exc) if isinstance(exc, psycopg.Error) else "a line is not a JSON object",
+        )
+        return _load_jsonl_checked(conn, load)
+    _register(conn, load, moved)
+    invalid = _quarantine_invalid(conn, load, False)
+    return moved - invalid, invalid
 
 
-def _json_rows(entity: Entity, lines: sql.Identifier, *, check_json: bool) -> sql.Composable:
+def _load_jsonl_checked(conn: psycopg.Connection, load: _FileLoad) -> tuple[int, int]:
+    """JSON Lines with lines that are not JSON objects: each line COPYed as one text value,
+    then checked, parsed and split into columns in SQL; the bad lines go to the quarantine."""
+    conn.execute(
+        sql.SQL("create temp table {} (_line bigint generated always as identity, _doc text) on commit drop").format(
+            INCOMING
+        )
+    )
+    try:
+        _stream_copy(
+            conn, sql.SQL("copy {} (_doc) from stdin {}").format(INCOMING, JSONL_COPY_OPTIONS), load.source.chunks()
+        )
+    except errors.BadCopyFileFormat as exc:  # a raw control character \x01 or \x02: no JSON text holds one
+        raise FileRefused(f"not readable as JSON Lines: {_copy_error(exc)}") from exc
+    return _move_incoming(conn, load, _json_rows(load.entity, INCOMING), False)
+
+
+def _json_rows(entity: Entity, lines: sql.Identifier) -> sql.Composable:
     """The JSON lines of the table `lines` parsed, in the shape `_move_incoming` reads."""
     names = entity.column_names
     contract = sql.SQL(", ").join(
         sql.SQL("nullif(doc ->> {}, '') as {}").format(sql.Literal(c), sql.Identifier(c)) for c in names
-    )
-    parse = sql.SQL(
-        "case when coalesce(raw_files.is_valid_input(_doc, 'jsonb'), false) then _doc::jsonb end"
-        if check_json
-        else "_doc::jsonb"
     )
     return sql.SQL(
         "select _line, "
@@ -496,40 +681,54 @@ def _json_rows(entity: Entity, lines: sql.Identifier, *, check_json: bool) -> sq
         "case when doc is null or jsonb_typeof(doc) <> 'object' then jsonb_build_object('line', left(_doc, 10000)) "
         "end as _raw_row, "
         "{}, case when jsonb_typeof(doc) = 'object' then nullif(doc - {}::text[], '{{}}'::jsonb) end as _extra "
-        "from (select _line, _doc, {} as doc from {} where _doc is not null and btrim(_doc) <> '' "
-        "offset 0) lines"  # offset 0: parse each line once, not once per column
-    ).format(contract, sql.Literal(list(names)), parse, lines)
+        "from (select _line, _doc, "
+        "case when coalesce(raw_files.is_valid_input(_doc, 'jsonb'), false) then _doc::jsonb end as doc "
+        "from {} where _doc is not null and btrim(_doc) <> '' offset 0) lines"  # offset 0: parse each line once
+    ).format(contract, sql.Literal(list(names)), lines)
 
 
-def _quarantine_invalid(
-    conn: psycopg.Connection, batch_id: int, file_id: int, relpath: str, entity: Entity, decimal_comma: bool
-) -> int:
-    """Move the file's rows that break a rule of SOURCES.md to the quarantine, with every reason.
+def _quarantine_invalid(conn: psycopg.Connection, load: _FileLoad, decimal_comma: bool) -> int:
+    """Move the file's rows in the raw table that break a rule of SOURCES.md to the quarantine,
+    with every reason; the number moved.
 
-    Finding them is a read-only query, which PostgreSQL may run with parallel workers (a
-    DELETE never is); only when it finds rows does a DELETE move them, by line.
+    Finding them is one read-only query with one cheap boolean expression a row, which
+    PostgreSQL may run with parallel workers (a DELETE never is); only when it finds rows
+    does a DELETE move them, by line, naming every reason. On PostgreSQL 15 the screen
+    casts values, and a value that does not cast sends the file to the exact (slower) rules.
     """
-    rules = entity_rules(entity, decimal_comma)
+    entity = load.entity
     table = entity_table(entity)
-    found = conn.execute(
-        sql.SQL(
-            "create temp table _b2b_bad_lines on commit drop as select _line from {} where _file_id = {} and {}"
-        ).format(table, sql.Literal(file_id), failure_condition(rules))
-    ).rowcount
-    if not found:
+    rules = entity_rules(entity, decimal_comma)
+
+    def bad_lines(condition: sql.Composable) -> list[int]:
+        query = sql.SQL("select _line from {} where _file_id = {} and {}").format(
+            table, sql.Literal(load.file_id), condition
+        )
+        return [row[0] for row in conn.execute(query).fetchall()]
+
+    if conn.info.server_version >= 160000:
+        lines = bad_lines(screen_condition(entity, decimal_comma, casts=False))
+    else:
+        try:
+            with conn.transaction():
+                lines = bad_lines(screen_condition(entity, decimal_comma, casts=True))
+        except psycopg.DataError:
+            lines = bad_lines(failure_condition(rules))
+    if not lines:
         return 0
     statement = sql.SQL(
-        "with bad as (delete from {table} t using _b2b_bad_lines b "
-        "where t._file_id = {file_id} and t._line = b._line returning t.*) "
+        "with bad as (delete from {table} t using unnest({lines}::bigint[]) b (line) "
+        "where t._file_id = {file_id} and t._line = b.line returning t.*) "
         "insert into raw_files.quarantine (batch_id, file_id, file, line, entity, reason, raw_row) "
         "select {batch_id}, _file_id, {file}, _line, {entity}, {reason}, "
         "jsonb_strip_nulls(to_jsonb(bad) - '_file_id' - '_line') from bad"
     ).format(
         table=table,
-        file_id=sql.Literal(file_id),
-        batch_id=sql.Literal(batch_id),
-        file=sql.Literal(relpath),
+        file_id=sql.Literal(load.file_id),
+        batch_id=sql.Literal(load.batch_id),
+        file=sql.Literal(load.file.relpath),
         entity=sql.Literal(entity.name),
         reason=reason_expression(rules),
+        lines=sql.Literal(lines),  # a literal: the reasons hold `%`, which a query with parameters may not
     )
     return conn.execute(statement).rowcount

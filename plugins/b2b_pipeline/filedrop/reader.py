@@ -40,11 +40,33 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def chunks(path: Path, compressed: bool) -> Iterator[tuple[bytes, int]]:
+class _HashingReader:
+    """A binary file that feeds every byte read from it to a digest."""
+
+    def __init__(self, raw: BinaryIO, digest: hashlib._Hash) -> None:
+        self._raw = raw
+        self._digest = digest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._digest.update(data)
+        return data
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+def chunks(path: Path, compressed: bool, digest: hashlib._Hash | None = None) -> Iterator[tuple[bytes, int]]:
     """The file's content in chunks, without a leading byte-order mark, each with the
-    number of stored (possibly compressed) bytes read so far, for progress."""
+    number of stored (possibly compressed) bytes read so far, for progress.
+
+    With `digest`, every stored byte of the file is fed to it on the way (the same
+    bytes `sha256_of` reads), so that hashing the file costs no second read: once the
+    iteration has ended the digest is the file's.
+    """
     with path.open("rb") as stored:
-        stream: BinaryIO = gzip.GzipFile(fileobj=stored, mode="rb") if compressed else stored  # type: ignore[assignment]
+        source: BinaryIO = _HashingReader(stored, digest) if digest else stored  # type: ignore[assignment]
+        stream: BinaryIO = gzip.GzipFile(fileobj=source, mode="rb") if compressed else source  # type: ignore[assignment]
         first = True
         while True:
             try:
@@ -54,12 +76,15 @@ def chunks(path: Path, compressed: bool) -> Iterator[tuple[bytes, int]]:
                     raise FileRefused(f"not a readable gzip file ({exc})") from exc
                 raise
             if not chunk:
-                return
+                break
             if first:
                 first = False
                 if chunk.startswith(BOM):
                     chunk = chunk[len(BOM) :]
             yield chunk, stored.tell()
+        if digest:  # whatever gzip left unread (nothing, as a rule) is still part of the file
+            while rest := stored.read(CHUNK):
+                digest.update(rest)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,9 @@ create table if not exists raw_files.quarantine (
 create index if not exists quarantine_batch_entity on raw_files.quarantine (batch_id, entity);
 """
 
-# PostgreSQL 16+ checks an input without raising (pg_input_is_valid); 15 needs an exception block.
+# PostgreSQL 16+ checks an input without raising (pg_input_is_valid); 15 needs an exception block,
+# which is a subtransaction, which a parallel worker cannot start: hence `parallel restricted`
+# (the leader evaluates it; a parallel plan would otherwise fail on a big enough file).
 IS_VALID_INPUT_16 = """
 create or replace function raw_files.is_valid_input(value text, type_name text)
 returns boolean language sql stable parallel safe
@@ -67,7 +69,7 @@ as $$ select pg_input_is_valid(value, type_name) $$;
 """
 IS_VALID_INPUT_15 = """
 create or replace function raw_files.is_valid_input(value text, type_name text)
-returns boolean language plpgsql stable parallel safe
+returns boolean language plpgsql stable parallel restricted
 as $$
 begin
     if value is null then return null; end if;
@@ -85,6 +87,13 @@ exception when others then
 end
 $$;
 """
+
+
+# The session setting naming the file being loaded: the loader sets it (transaction-local)
+# to the file's id before it COPYs, and `_file_id` defaults to it. Unlike currval(), which
+# is volatile, reading a setting is stable, so COPY may still insert rows in batches.
+FILE_ID_SETTING = "b2b.file_id"
+FILE_ID_DEFAULT = f"(current_setting('{FILE_ID_SETTING}'::text))::bigint"
 
 
 def line_sequence(entity: Entity) -> sql.Identifier:
@@ -112,10 +121,9 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
             conn.execute(
                 sql.SQL(
                     "create table if not exists {} ({}, "
-                    # the file this session registered last in file_loads: a session-local lookup a row
-                    "_file_id bigint not null default currval('raw_files.file_id_seq'), "
+                    "_file_id bigint not null default {}, "
                     "_line bigint not null default nextval({}), _extra jsonb)"
-                ).format(table, columns, sql.Literal(f"{SCHEMA}.{entity.name}__line_seq"))
+                ).format(table, columns, sql.SQL(FILE_ID_DEFAULT), sql.Literal(f"{SCHEMA}.{entity.name}__line_seq"))
             )
             for column in entity.columns:
                 conn.execute(
@@ -123,8 +131,25 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                         table, sql.Identifier(column.name)
                     )
                 )
+            _upgrade_file_id_default(conn, entity)
             conn.execute(
                 sql.SQL("create index if not exists {} on {} using brin (_file_id)").format(
                     sql.Identifier(f"{entity.name}__file_id_brin"), table
                 )
             )
+
+
+def _upgrade_file_id_default(conn: psycopg.Connection, entity: Entity) -> None:
+    """Give `_file_id` of a table created by an older version (default currval(), which
+    makes COPY insert row by row) the default of FILE_ID_DEFAULT."""
+    current = conn.execute(
+        "select pg_get_expr(d.adbin, d.adrelid) from pg_attrdef d join pg_attribute a "
+        "on a.attrelid = d.adrelid and a.attnum = d.adnum where d.adrelid = %s::regclass and a.attname = '_file_id'",
+        (f"{SCHEMA}.{entity.name}",),
+    ).fetchone()
+    if current is None or FILE_ID_SETTING not in current[0]:
+        conn.execute(
+            sql.SQL("alter table {} alter column _file_id set default {}").format(
+                entity_table(entity), sql.SQL(FILE_ID_DEFAULT)
+            )
+        )

@@ -1,10 +1,17 @@
 """The row rules of SOURCES.md as SQL: one failure condition per column rule.
 
 Rows land as text; one set-based pass then sends the rows that break a rule to
-`raw_files.quarantine` with every reason. Conditions are never NULL, so `a or b`
-is a safe filter. An empty value has already been made NULL (COPY's FORCE_NULL,
-or `nullif` for JSON), so "missing" is `is null`. The checks are ordered and
-chosen for cost: they run on every row of every file.
+`raw_files.quarantine` with every reason. An empty value has already been made
+NULL (COPY's FORCE_NULL, or `nullif` for JSON), so "missing" is `is null`.
+
+Two forms of the same rules:
+- `screen_condition()` runs on every row of every file and only says whether a row
+  breaks some rule: one boolean expression, cheap checks first. On PostgreSQL 15,
+  which has no `pg_input_is_valid`, it checks timestamps and numbers by casting
+  them, which raises on the first bad value; the caller then runs the exact form.
+- `entity_rules()` (with `failure_condition()` and `reason_expression()`) never
+  raises and names every reason; it runs on the few rows the screen found, or on
+  a whole file whose screen raised. Its conditions are never NULL.
 """
 
 from __future__ import annotations
@@ -130,6 +137,64 @@ def column_rules(column: Column, decimal_comma: bool) -> list[Rule]:
 
 def entity_rules(entity: Entity, decimal_comma: bool) -> list[Rule]:
     return [rule for column in entity.columns for rule in column_rules(column, decimal_comma)]
+
+
+def screen_condition(entity: Entity, decimal_comma: bool, *, casts: bool) -> sql.Composable:
+    """True for a row that breaks a rule of `entity` (NULL or false for a good one): the
+    rows `failure_condition(entity_rules(...))` finds, by a cheaper expression.
+
+    `casts`: check a timestamp or a number by casting it, which raises on a value the
+    exact rules reject (PostgreSQL 15, where the non-raising check is a PL/pgSQL
+    exception block); otherwise by `raw_files.is_valid_input` (pg_input_is_valid).
+    """
+    checks: list[sql.Composable] = []
+    typed: list[sql.Composable] = []  # the costlier checks go last: OR stops at the first true one
+
+    def valid(text: sql.Composable, type_name: str) -> sql.Composable:
+        if casts:  # of a value that is not NULL: true, or the cast raises
+            return sql.SQL("({}::{} is not null)").format(text, sql.SQL(type_name))
+        return sql.SQL("raw_files.is_valid_input({}, {})").format(text, sql.Literal(type_name))
+
+    for column in entity.columns:
+        col = sql.Identifier(column.name)
+        if column.required:
+            checks.append(sql.SQL("{} is null").format(col))
+        if column.required_when:
+            other, values = column.required_when
+            checks.append(
+                sql.SQL("({} is null and {} in ({}))").format(
+                    col, sql.Identifier(other), sql.SQL(", ").join(map(sql.Literal, values))
+                )
+            )
+        if column.allowed:
+            checks.append(sql.SQL("{} not in ({})").format(col, sql.SQL(", ").join(map(sql.Literal, column.allowed))))
+        if column.kind is Kind.BOOLEAN:
+            checks.append(
+                sql.SQL("{} not in ('true', 'false', '1', '0', 'TRUE', 'FALSE', 'True', 'False')").format(col)
+            )
+        elif column.kind in (Kind.TIMESTAMP, Kind.DATE):
+            timestamp = column.kind is Kind.TIMESTAMP
+            shape, type_name = (TIMESTAMP_SHAPE, "timestamptz") if timestamp else (DATE_SHAPE, "date")
+            typed.append(
+                sql.SQL("({c} is not null and ({c} not like {s} or not {v}))").format(
+                    c=col, s=sql.Literal(shape), v=valid(col, type_name)
+                )
+            )
+        elif column.kind in (Kind.NUMBER, Kind.INTEGER):
+            text = _number_text(col, decimal_comma) if column.kind is Kind.NUMBER else col
+            # `n`/`N`: NaN and Infinity read as numbers, and are none (lower(c) like '%n%' in the rules)
+            parts = [sql.SQL("{c} like '%n%' or {c} like '%N%'").format(c=col)]
+            if column.non_negative:
+                parts.append(sql.SQL("ltrim({}) like '-%'").format(col))
+            number_type = "numeric" if column.kind is Kind.NUMBER else "bigint"
+            parts.append(sql.SQL("not {}").format(valid(text, number_type)))
+            if column.min_value is not None or column.max_value is not None:
+                lo = sql.Literal(column.min_value if column.min_value is not None else float("-inf"))
+                hi = sql.Literal(column.max_value if column.max_value is not None else float("inf"))
+                parts.append(sql.SQL("{}::numeric not between {} and {}").format(text, lo, hi))
+            typed.append(sql.SQL("({} is not null and ({}))").format(col, sql.SQL(" or ").join(parts)))
+    conditions = checks + typed
+    return sql.SQL("({})").format(sql.SQL(" or ").join(conditions)) if conditions else sql.SQL("false")
 
 
 def failure_condition(rules: list[Rule]) -> sql.Composable:
