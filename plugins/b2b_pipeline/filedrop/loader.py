@@ -577,9 +577,7 @@ def _load_jsonl(conn: psycopg.Connection, load: _FileLoad) -> tuple[int, int]:
         with conn.transaction():  # a savepoint: anything the client-side path does not handle undoes it
             # `_line` from the line sequence: JSON Lines have no header, the first record is line 1
             conn.execute(
-                sql.SQL("select setval({}, 1, false)").format(
-                    sql.Literal(line_sequence(load.entity).as_string(conn))
-                )
+                sql.SQL("select setval({}, 1, false)").format(sql.Literal(line_sequence(load.entity).as_string(conn)))
             )
             copied = _stream_copy(
                 conn,
