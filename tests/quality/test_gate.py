@@ -266,8 +266,28 @@ def test_orphans_under_the_tolerance_only_warn(night_db: str) -> None:
             "update core__candidate.dim_stages set canonical_stage_name = null where stage_id = 's_rel'",
             {"core.stages_canonical_known"},
         ),
+        (
+            "insert into core__candidate.fct_activities select * from core__candidate.fct_activities limit 2",
+            {"core.fct_activities_key_unique"},
+        ),
+        (
+            "insert into core__candidate.fct_deal_contacts select * from core__candidate.fct_deal_contacts limit 1",
+            {"core.fct_deal_contacts_key_unique"},
+        ),
+        (
+            "update core__candidate.fct_invoices set invoice_key = null where invoice_id = 'I2'",
+            {"core.fct_invoices_key_present"},
+        ),
     ],
-    ids=["negative-amount", "missing-rate-paid-invoice", "canceled-before-start", "unknown-canonical-stage"],
+    ids=[
+        "negative-amount",
+        "missing-rate-paid-invoice",
+        "canceled-before-start",
+        "unknown-canonical-stage",
+        "duplicate-activity",
+        "duplicate-deal-contact",
+        "missing-key",
+    ],
 )
 def test_bad_core_rows_block(night_db: str, corruption: str, expected: set[str]) -> None:
     execute(night_db, corruption)

@@ -260,7 +260,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"{report.get('dag_parse_seconds', '(not yet measured)')} s (median of 5).",
         "",
         "| size | accounts | rows | load / plain COPY per file (csv, jsonl, all) | whole drop (connections) "
-        "| full night s | increment s (rows) | increment / full | gate share | peak RSS MB (step) |",
+        "| full night s | increment s (rows) | increment / full | gate share (full / increment) "
+        "| peak RSS MB (step) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["sizes"]:
@@ -273,7 +274,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {s['size']} | {s['accounts']:,} | {s['rows']:,} | {ratios} | {drop['ratio']} ({drop['workers']}) "
             f"| {s['full_night']['wall_seconds']} "
             f"| {s['increment']['wall_seconds']} ({s['increment']['rows']:,}) | {s['increment_vs_full']} "
-            f"| {s['full_night']['gate_share']} | {peak} ({peak_step}) |"
+            f"| {s['full_night']['gate_share']} / {s['increment']['gate_share']} | {peak} ({peak_step}) |"
         )
     lines += growth_lines(report["sizes"])
     lines += ["", "Steps of each night (seconds of task time):", ""]
