@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 
 from b2b_pipeline.generate import generate_company
+from b2b_pipeline.transform.dbt_runner import dbt_project_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -20,8 +22,8 @@ AS_OF = dt.date(2026, 5, 31)
 B2B = str(Path(sys.executable).with_name("b2b"))
 
 
-def b2b_run(home: Path, dsn: str, as_of: dt.date, drop: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "B2B_HOME": str(home), "B2B_WAREHOUSE_DSN": dsn}
+def b2b_run(home: Path, dsn: str, as_of: dt.date, drop: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "B2B_HOME": str(home), "B2B_WAREHOUSE_DSN": dsn, **extra_env}
     return subprocess.run(
         [B2B, "run", "--date", as_of.isoformat(), "--source-dir", str(drop)],
         env=env,
@@ -82,3 +84,17 @@ def test_publish_rerun_and_blocked_night(warehouse: str, tmp_path: Path) -> None
     assert fingerprint(warehouse) == published  # the published marts, byte for byte
     with psycopg.connect(warehouse) as conn:  # the candidate stays for inspection
         assert conn.execute("select count(*) from pg_tables where schemaname = 'marts__candidate'").fetchone()[0] > 0
+
+    # a night whose dbt build fails (a model that divides by zero, in a copy of the project):
+    # the one dbt invocation fails, every model task after it does not run, the night fails
+    # (exit 1, not "blocked") and the published marts stay as they were
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    (project / "models" / "marts" / "zz_broken.sql").write_text("select 1 / 0 as x\n")
+    broken = b2b_run(home, warehouse, bad_day, drop, B2B_DBT_PROJECT_DIR=str(project))
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "dbt.dbt_producer_watcher" in broken.stdout + broken.stderr
+    assert "Blocked" not in broken.stderr
+    night_log = (home / "logs" / f"night-{bad_day.isoformat()}.log").read_text()
+    assert "zz_broken" in night_log and "division by zero" in night_log
+    assert fingerprint(warehouse) == published
