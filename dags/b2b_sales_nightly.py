@@ -82,7 +82,7 @@ def b2b_sales_nightly() -> None:
             ),
         ),
         # one `dbt build` of every model in a producer task; each model's task watches it and
-        # ends as its model did (a dbt invocation costs about 2 s, and there are 60 models)
+        # ends as its model did (a dbt invocation costs about 2 s, and there are 62 models)
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER, invocation_mode=InvocationMode.DBT_RUNNER
         ),
