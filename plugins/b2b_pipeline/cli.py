@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from b2b_pipeline.cli_support import parse_date, resolve_warehouse
 from b2b_pipeline.config import b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.nightly import Night
@@ -195,20 +196,11 @@ def bench(
 
 
 def _date(value: str, option: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD", param_hint=option) from None
+    return parse_date(value, option)
 
 
 def _dsn() -> str:
-    try:
-        dsn = warehouse_dsn()
-    except Exception as exc:  # the embedded server failed to start: say why, without a traceback
-        err.print(f"[red]error:[/red] cannot start the embedded warehouse: {exc}")
-        raise typer.Exit(1) from exc
-    console.print(f"Warehouse: {redact(dsn)}")
-    return dsn
+    return resolve_warehouse(console, err)
 
 
 def _generate(

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from b2b_pipeline.cli_support import parse_date, resolve_warehouse
 from b2b_pipeline.config import b2b_home
 from b2b_pipeline.nightly import Night
 from b2b_pipeline.quality.gate import (
@@ -287,20 +288,16 @@ def _parse_layers(value: str) -> tuple[str, ...]:
 
 
 def _parse_date(value: str) -> date:
-    """The CLI's `_date`, with a bad date as an error (exit 1): exit 2 means blocked here."""
-    from b2b_pipeline.cli import _date  # late: cli.py imports this module
-
+    """A `--date` value, with a bad date as an error (exit 1): exit 2 means blocked here."""
     try:
-        return _date(value, "--date")
+        return parse_date(value, "--date")
     except typer.BadParameter as exc:
         _fail(exc.format_message())
 
 
 def _warehouse() -> str:
-    """The warehouse URL exactly as the other commands find it (`b2b_pipeline.cli._dsn`)."""
-    from b2b_pipeline.cli import _dsn  # late: cli.py imports this module
-
-    return _dsn()
+    """The warehouse URL exactly as the other commands find it."""
+    return resolve_warehouse(console, err)
 
 
 def _fail(message: str) -> NoReturn:

@@ -1,0 +1,30 @@
+"""What the `b2b` commands share: reading a date option, and finding the warehouse with a clear error."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import typer
+from rich.console import Console
+
+from b2b_pipeline.warehouse import redact, warehouse_dsn
+
+
+def parse_date(value: str, option: str) -> date:
+    """A YYYY-MM-DD option value; a usage error naming the option otherwise."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD", param_hint=option) from None
+
+
+def resolve_warehouse(console: Console, err: Console) -> str:
+    """The warehouse URL (B2B_WAREHOUSE_DSN, else the embedded server, started), announced on `console`;
+    exit 1 with the reason on `err` when the embedded server cannot start."""
+    try:
+        dsn = warehouse_dsn()
+    except Exception as exc:  # the embedded server failed to start: say why, without a traceback
+        err.print(f"[red]error:[/red] cannot start the embedded warehouse: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"Warehouse: {redact(dsn)}")
+    return dsn
