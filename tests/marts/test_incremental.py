@@ -1,5 +1,7 @@
-"""Incremental nights: a night that adds a dated change folder types only the new files, and its core
-and marts equal, byte for byte, those of a full rebuild of the same night."""
+"""Incremental nights: a night that adds a dated change folder types only the new files, recomputes
+the latest versions of only the records it touched, and its staging, core and marts equal, byte for
+byte, those of a full rebuild of the same night; so do the staging tables of a rerun of an older
+night (the as-of date moving back) and of a night after a jump forward."""
 
 from __future__ import annotations
 
@@ -20,17 +22,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 END = dt.date(2026, 3, 31)
 
 
-def build(dsn: str, as_of: dt.date, tmp_path: Path, *, full_refresh: bool = False):
+STAGING = "path:models/staging"
+
+
+def build(dsn: str, as_of: dt.date, tmp_path: Path, *, full_refresh: bool = False, select: str | None = None):
     command = ["build", "--full-refresh"] if full_refresh else ["build"]
+    if select:
+        command += ["--select", select]
     result = run_dbt(command, dsn=dsn, vars=dbt_vars(as_of), target_path=tmp_path / "target", log_path=tmp_path / "l")
     assert result.success
     return result
 
 
-def fingerprint(dsn: str) -> dict[str, str]:
+def fingerprint(dsn: str, schemas: tuple[str, ...] = ("staging", "core__candidate", "marts__candidate")) -> dict[str, str]:
     with psycopg.connect(dsn) as conn:
         tables = conn.execute(
-            "select schemaname, tablename from pg_tables where schemaname in ('core__candidate', 'marts__candidate')"
+            "select schemaname, tablename from pg_tables where schemaname = any(%s) "
+            "and (schemaname <> 'staging' or tablename like 'stg\\_%%')",
+            (list(schemas),),
         ).fetchall()
         return {
             f"{schema}.{table}": conn.execute(
@@ -64,9 +73,25 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
         report = load_drop(warehouse, drop)
         new_deal_rows = sum(f.rows_loaded for f in report.files if f.entity == "deals" and f.status == "loaded")
         incremental = build(warehouse, day, tmp_path)
-        # the typed-versions model took only the night's new deal rows
+        # the typed-versions model took only the night's new deal rows, and the latest-versions
+        # model recomputed only the deals the night touched, not every deal
         assert rows_inserted(incremental, "base_files__deals") == new_deal_rows
+        assert 0 < rows_inserted(incremental, "stg_files__deals") < deal_count(warehouse) / 2
         nightly = fingerprint(warehouse)
         build(warehouse, day, tmp_path, full_refresh=True)
         assert fingerprint(warehouse) == nightly, day
     assert any(name.startswith("marts__candidate.") for name in nightly)
+    assert any(name.startswith("staging.stg_files__") for name in nightly)
+
+    # a rerun of an older night (versions updated since then fall behind the cutoff again), then a
+    # jump forward past it: each equal to a full rebuild of its night
+    for as_of in (END - dt.timedelta(days=20), END):
+        build(warehouse, as_of, tmp_path, select=STAGING)
+        moved = fingerprint(warehouse, ("staging",))
+        build(warehouse, as_of, tmp_path, select=STAGING, full_refresh=True)
+        assert fingerprint(warehouse, ("staging",)) == moved, as_of
+
+
+def deal_count(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("select count(*) from staging.stg_files__deals").fetchone()[0]

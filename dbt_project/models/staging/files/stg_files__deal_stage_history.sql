@@ -1,3 +1,11 @@
+{{
+    config(
+        indexes=[{'columns': ['deal_id', 'stage_id', 'entered_at']}],
+        pre_hook="{{ latest_versions_forget_changed(ref('base_files__deal_stage_history'), ['deal_id', 'stage_id', 'entered_at'], has_updated_at=false) }}",
+        post_hook="{{ latest_versions_remember(ref('base_files__deal_stage_history')) }}"
+    )
+}}
+
 -- Stage entries of CRM deals: one row per event (deal_id, stage_id, entered_at); an event
 -- delivered twice (the same three values, in one or several files) is one event.
 
@@ -6,6 +14,7 @@ with
 versions as (
 
     select * from {{ ref('base_files__deal_stage_history') }}
+    where {{ latest_versions_only_changed(ref('base_files__deal_stage_history'), ['deal_id', 'stage_id', 'entered_at'], has_updated_at=false) }}
 
 ),
 

@@ -1,3 +1,11 @@
+{{
+    config(
+        indexes=[{'columns': ['rate_date', 'currency']}],
+        pre_hook="{{ latest_versions_forget_changed(ref('base_files__fx_rates'), ['rate_date', 'currency'], has_updated_at=false) }}",
+        post_hook="{{ latest_versions_remember(ref('base_files__fx_rates')) }}"
+    )
+}}
+
 -- Daily currency rates: one row per (rate_date, currency); a later file's rate replaces an
 -- earlier one (files in crm/ or billing/ first, then dated folders in date order).
 
@@ -6,6 +14,7 @@ with
 versions as (
 
     select * from {{ ref('base_files__fx_rates') }}
+    where {{ latest_versions_only_changed(ref('base_files__fx_rates'), ['rate_date', 'currency'], has_updated_at=false) }}
 
 ),
 

@@ -1,3 +1,11 @@
+{{
+    config(
+        indexes=[{'columns': ['invoice_id']}],
+        pre_hook="{{ latest_versions_forget_changed(ref('base_files__invoices'), ['invoice_id']) }}",
+        post_hook="{{ latest_versions_remember(ref('base_files__invoices')) }}"
+    )
+}}
+
 -- The `invoices` of the file drop as of the cutoff: the latest version of each id among those
 -- updated before the cutoff.
 
@@ -6,7 +14,9 @@ with
 versions as (
 
     select * from {{ ref('base_files__invoices') }}
-    where updated_at < {{ cutoff() }}
+    where
+        updated_at < {{ cutoff() }}
+        and {{ latest_versions_only_changed(ref('base_files__invoices'), ['invoice_id']) }}
 
 ),
 
