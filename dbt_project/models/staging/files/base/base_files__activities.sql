@@ -2,7 +2,8 @@
     config(
         indexes=[
             {'columns': ['activity_id']},
-            {'columns': ['_file_id']}
+            {'columns': ['_file_id']},
+            {'columns': ['updated_at']}
         ]
     )
 }}
