@@ -10,10 +10,12 @@
 
     Each such key is recomputed from all of its versions: its rows are deleted (pre-hook) and its
     latest version before the cutoff, unless that is a delete, is inserted. Any other key's answer
-    is unchanged, because its versions and their side of the cutoff are. The model records its
-    state (watermark, as-of date, the checksum of its own SQL file) in its table comment, in the
-    transaction that writes its rows. Without a usable state (first run, --full-refresh, the
-    model's SQL changed, a comment not ours) the model is rebuilt in full.
+    is unchanged, because its versions and their side of the cutoff are. Key columns are required
+    columns (the loader quarantines a row without one), so `(key) in (...)` finds every row of a
+    key. The model records its state (watermark, as-of date, the checksum of its own SQL file,
+    whether it has rows) in its table comment, in the transaction that writes its rows. Without a
+    usable state (first run, --full-refresh, the model's SQL changed, a crash emptied the unlogged
+    table, a comment not ours) the model is rebuilt in full.
 #}
 
 {#
@@ -33,8 +35,12 @@
     {%- if comment is none or not comment.startswith(prefix) -%}
         {{- return(none) -}}
     {%- endif -%}
-    {%- set state = fromjson(comment[prefix | length:]) -%}
-    {%- if state.get('checksum') != model.checksum.checksum or state.get('has_rows') != has_rows -%}
+    {%- set state = fromjson(comment[prefix | length:], none) -%}
+    {%- if state is not mapping
+        or not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', state.get('as_of_date') | string)
+        or state.get('through_file_id') is not number
+        or state.get('checksum') != model.checksum.checksum
+        or state.get('has_rows') != has_rows -%}
         {{- return(none) -}}
     {%- endif -%}
     {{- return(state) -}}

@@ -91,6 +91,15 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
         build(warehouse, as_of, tmp_path, select=STAGING, full_refresh=True)
         assert fingerprint(warehouse, ("staging",)) == moved, as_of
 
+    # a table a crash emptied (the staging tables are unlogged) and a comment that is not the
+    # model's state: both models are rebuilt in full, not patched
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute("truncate staging.stg_files__deals")
+        conn.execute("comment on table staging.stg_files__accounts is 'b2b latest versions: {\"as_of_date\": 1}'")
+    rebuilt = build(warehouse, END, tmp_path, select=STAGING)
+    assert rows_inserted(rebuilt, "stg_files__deals") == deal_count(warehouse) > 0
+    assert fingerprint(warehouse, ("staging",)) == moved
+
 
 def deal_count(dsn: str) -> int:
     with psycopg.connect(dsn) as conn:
