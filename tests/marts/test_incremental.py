@@ -34,7 +34,10 @@ def build(dsn: str, as_of: dt.date, tmp_path: Path, *, full_refresh: bool = Fals
     return result
 
 
-def fingerprint(dsn: str, schemas: tuple[str, ...] = ("staging", "core__candidate", "marts__candidate")) -> dict[str, str]:
+ALL_LAYERS = ("staging", "core__candidate", "marts__candidate")
+
+
+def fingerprint(dsn: str, schemas: tuple[str, ...] = ALL_LAYERS) -> dict[str, str]:
     with psycopg.connect(dsn) as conn:
         tables = conn.execute(
             "select schemaname, tablename from pg_tables where schemaname = any(%s) "
