@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.nightly import Night, dbt_vars
 from b2b_pipeline.quality import gate
 from b2b_pipeline.quality.gate import GateBlocked, GateResult, accept_raw_batches, enforce_gate, run_gate
 from b2b_pipeline.quality.report import gate_result_path
+from b2b_pipeline.quality.suites import load_suites
 from b2b_pipeline.transform.dbt_runner import run_dbt
 from b2b_pipeline.warehouse import connect, with_database
 
@@ -292,6 +297,61 @@ def test_orphans_under_the_tolerance_only_warn(night_db: str) -> None:
 def test_bad_core_rows_block(night_db: str, corruption: str, expected: set[str]) -> None:
     execute(night_db, corruption)
     assert blocked(run_gate(night_db, NIGHT, layers=("core",))) == expected
+
+
+def test_a_failing_column_check_shows_its_rows_and_the_others_of_its_table_hold(night_db: str) -> None:
+    execute(night_db, "update core__candidate.fct_invoices set amount_paid = -5 where invoice_id = 'I1'")
+    result = run_gate(night_db, NIGHT, layers=("core",))
+    checks = by_name(result)
+    broken = checks["core.invoices_amount_not_negative.amount_paid"]
+    assert broken.status == "blocked" and broken.observed == 1 and broken.element_count == 5  # type: ignore[attr-defined]
+    assert broken.examples == [{"invoice_id": "I1", "amount_paid": -5.0}]  # type: ignore[attr-defined]
+    held = checks["core.invoices_amount_not_negative.amount_total"]
+    assert held.status == "passed" and held.observed == 0 and held.element_count == 5  # type: ignore[attr-defined]
+    assert held.examples == [] and held.summary == "0 of 5 row(s) unexpected"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("broken", [200, 250])
+def test_a_query_check_counts_all_its_rows_and_shows_the_first(night_db: str, broken: int) -> None:
+    """GX keeps the first 200 rows of a query check; the count is of all of them, up to 200 and beyond."""
+    execute(
+        night_db,
+        "create temp table more_subscriptions as select s.* from core__candidate.fct_subscriptions as s, "
+        f"generate_series(1, {broken}) where s.subscription_id = 'S1'",
+        "update more_subscriptions set subscription_key = subscription_key || ctid::text, "
+        "subscription_id = subscription_id || ctid::text, canceled_at = started_at - interval '1 day'",
+        "insert into core__candidate.fct_subscriptions select * from more_subscriptions",
+    )
+    result = run_gate(night_db, NIGHT, layers=("core",))
+    assert blocked(result) == {"core.subscriptions_started_before_canceled"}
+    check = by_name(result)["core.subscriptions_started_before_canceled"]
+    assert check.observed == broken and check.summary == f"{broken} unexpected row(s)"  # type: ignore[attr-defined]
+    ids = [e["subscription_id"] for e in check.examples]  # type: ignore[attr-defined]
+    assert len(ids) == 5 and ids == sorted(ids) and all(i.startswith("S1(") for i in ids)
+
+
+def test_a_clean_night_runs_each_check_query_once_and_no_example_query(night_db: str) -> None:
+    """What the gate costs on a big company is its passes over the fact tables. On a night where every
+    check holds, each query check's SQL runs once (not again inside GX's `SELECT COUNT(*)`), and no
+    column check looks for examples (GX's example queries scan the whole table to find nothing)."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((" ".join(statement.split()), parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        result = run_gate(night_db, NIGHT, layers=("core",))
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert result.passed
+    queries = [c for c in load_suites(layers=("core",))[0].checks if c.is_query]
+    # GX puts the checked table in a query check's SQL as `(SELECT * FROM <table> WHERE true) AS subselect`
+    assert len([s for s, _ in statements if " AS subselect " in s]) == len(queries)
+    assert not [s for s, _ in statements if "unexpected_row_count" in s]
+    limits = [(s, p[m.group(1)]) for s, p in statements if (m := re.search(r"LIMIT %\((\w+)\)s", s))]
+    examples = [s for s, limit in limits if limit != 0 and not s.startswith("SELECT 1 FROM ")]
+    assert limits and not examples
 
 
 # ------------------------------------------------------------------------------------ marts layer

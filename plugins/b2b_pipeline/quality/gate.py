@@ -3,7 +3,9 @@
 `run_gate()` builds an ephemeral Great Expectations context with one SQL data source on
 the warehouse, one table asset per checked table (schema per layer: `raw_files`,
 `staging`, `core__candidate`, `marts__candidate`) and runs every check by SQL pushdown:
-GX computes counts and fetches at most a handful of example rows, never a table.
+GX computes counts and fetches at most a handful of example rows, never a table. Per table,
+each query check's SQL runs once, and the column checks share one counting pass; examples
+are fetched only for the column checks that found unexpected rows (see `_run_table`).
 
 `enforce_gate()` is the nightly step (the DAG's `quality_gate` task): it runs the gate,
 writes `gate.json` and `quality.html` under `B2B_HOME/reports/<as-of date>/`, records the
@@ -15,6 +17,7 @@ run covered: `since_batch_id < batch_id <= through_batch_id` (see docs/quality-g
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import shutil
@@ -377,7 +380,7 @@ def _validate(
     catalog: Mapping[tuple[str, str], set[str]],
     docs: Path | None,
 ) -> dict[str, CheckResult]:
-    """Run the grouped checks with GX: one table asset per table, one validation per result format."""
+    """Run the grouped checks with GX: one table asset per table, its checks run by `_run_table`."""
     if not groups:
         return {}
     gx_log = logging.getLogger("great_expectations")
@@ -429,8 +432,9 @@ def _validate_with_gx(
                 results.update({c.name: _errored(c, schema, _short(exc)) for c in checks})
                 continue
             columns = catalog.get((schema, table), set())
-            for key, subset in _runs(checks, columns).items():
-                results.update(_run_one(context, batch_definition, schema, table, key, subset, values_by_layer[layer]))
+            results.update(
+                _run_table(context, batch_definition, schema, table, checks, columns, values_by_layer[layer])
+            )
         if docs is not None:
             _build_data_docs(context, docs)
     finally:
@@ -441,17 +445,58 @@ def _validate_with_gx(
     return results
 
 
-def _runs(checks: Sequence[Check], columns: set[str]) -> dict[tuple[str, tuple[str, ...]], list[Check]]:
-    """Checks of one table split by result format: query checks (COMPLETE: their rows are the examples)
-    and column checks per set of example columns (SUMMARY, at most MAX_EXAMPLES unexpected rows)."""
-    runs: dict[tuple[str, tuple[str, ...]], list[Check]] = {}
-    for check in checks:
-        if check.is_query:
-            key: tuple[str, tuple[str, ...]] = ("rows", ())
+def _run_table(
+    context: Any,
+    batch_definition: Any,
+    schema: str,
+    table: str,
+    checks: Sequence[Check],
+    columns: set[str],
+    values: Mapping[str, str],
+) -> dict[str, CheckResult]:
+    """All checks of one table, in as few scans as GX allows.
+
+    - Query checks: one validation (COMPLETE: their rows are the examples), each query run once
+      (`_one_pass_rows_expectation`).
+    - Column checks: one validation that only counts (GX bundles the counts of all of them into
+      one aggregate query; asking for no example skips GX's two example queries per check, each a
+      full scan when nothing is unexpected). The checks that held without a single unexpected row
+      are done: their result is the same as with examples (there are none). The others, and any
+      that could not run, run again exactly as before, per set of example columns (SUMMARY, at most
+      MAX_EXAMPLES unexpected rows with those columns), and that run is their result.
+    """
+    results: dict[str, CheckResult] = {}
+    queries = [c for c in checks if c.is_query]
+    if queries:
+        results.update(_run_one(context, batch_definition, schema, table, ("rows", ()), queries, values))
+    counted = [c for c in checks if not c.is_query]
+    if not counted:
+        return results
+    first = _run_one(context, batch_definition, schema, table, ("counts", ()), counted, values)
+    again: dict[tuple[str, tuple[str, ...]], list[Check]] = {}
+    for check in counted:
+        outcome = first[check.name]
+        if outcome.error is None and outcome.success and outcome.observed == 0:
+            results[check.name] = outcome
         else:
             key = ("columns", tuple(c for c in check.example_columns if c in columns))
-        runs.setdefault(key, []).append(check)
-    return runs
+            again.setdefault(key, []).append(check)
+    for key, subset in again.items():
+        results.update(_run_one(context, batch_definition, schema, table, key, subset, values))
+    return results
+
+
+def _result_format(kind: str, index_columns: Sequence[str]) -> dict[str, Any]:
+    """What GX is asked to return: query checks their rows; column checks counts only (`counts`,
+    no example: GX then runs no example query) or counts with examples (`columns`)."""
+    if kind == "rows":
+        return {"result_format": "COMPLETE"}
+    if kind == "counts":
+        return {"result_format": "BASIC", "partial_unexpected_count": 0}
+    result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES}
+    if index_columns:
+        result_format["unexpected_index_column_names"] = list(index_columns)
+    return result_format
 
 
 def _run_one(
@@ -473,7 +518,8 @@ def _run_one(
     expectations = []
     for check in checks:
         try:
-            expectation = getattr(gxe, check.expectation)(
+            expectation_class = _one_pass_rows_expectation() if check.is_query else getattr(gxe, check.expectation)
+            expectation = expectation_class(
                 **build_kwargs(check, values),
                 description=check.description,
                 severity="critical" if check.blocks else "warning",
@@ -485,12 +531,7 @@ def _run_one(
         expectations.append(expectation)
     if not expectations:
         return results
-    if kind == "rows":
-        result_format: dict[str, Any] = {"result_format": "COMPLETE"}
-    else:
-        result_format = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES}
-        if index_columns:
-            result_format["unexpected_index_column_names"] = list(index_columns)
+    result_format = _result_format(kind, index_columns)
     by_name = {c.name: c for c in checks}
     try:
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
@@ -511,6 +552,96 @@ def _run_one(
     for check in checks:  # anything GX did not report on
         results.setdefault(check.name, _errored(check, schema, "no result from Great Expectations"))
     return results
+
+
+ROWS_AND_COUNT_METRIC = "gate_unexpected_rows_query.rows_and_count"
+
+
+@functools.cache
+def _one_pass_rows_expectation() -> type:
+    """GX's `UnexpectedRowsExpectation`, with its query run once instead of twice.
+
+    GX computes the expectation from two metrics, each running the check's query: the first
+    rows (`fetchmany(200)` of the whole result, which psycopg has already transferred) and the
+    row count (`SELECT COUNT(*) FROM (query)`). On a fact table the query is the expensive part
+    (the key checks group 8 million rows), so the count doubled the cost of every query check.
+    This subclass depends on one metric that runs the query once and fetches one row more than
+    GX keeps: with at most 200 rows the count is the number of rows fetched, otherwise it asks
+    for the count as GX does. Its `_validate` is GX's own, fed with those two values, so success
+    (no row), `observed_value` (the count) and `details.unexpected_rows` (the first 200 rows) are
+    what `UnexpectedRowsExpectation` returns. Created (and registered with GX) on first use, so
+    that importing the gate does not import GX.
+    """
+    from typing import ClassVar
+
+    import great_expectations.expectations as gxe
+    from great_expectations.compatibility.sqlalchemy import sqlalchemy as sa
+    from great_expectations.constants import MAX_RESULT_RECORDS
+    from great_expectations.core.metric_domain_types import MetricDomainTypes
+    from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+    from great_expectations.expectations.metrics.metric_provider import metric_value
+    from great_expectations.expectations.metrics.query_metric_provider import (
+        QueryMetricProvider,
+        render_derived_table_alias,
+    )
+
+    class GateUnexpectedRowsQueryRowsAndCount(QueryMetricProvider):
+        metric_name = ROWS_AND_COUNT_METRIC
+        value_keys = ("unexpected_rows_query",)
+        query_param_name: ClassVar[str] = "unexpected_rows_query"
+
+        @metric_value(engine=SqlAlchemyExecutionEngine)
+        def _sqlalchemy(
+            cls,
+            execution_engine: SqlAlchemyExecutionEngine,
+            metric_domain_kwargs: dict,
+            metric_value_kwargs: dict,
+            metrics: dict[str, Any],
+            runtime_configuration: dict,
+        ) -> tuple[list[dict[str, Any]], int]:
+            batch_selectable, _, _ = execution_engine.get_compute_domain(
+                metric_domain_kwargs, domain_type=MetricDomainTypes.TABLE
+            )
+            query = cls._get_substituted_batch_subquery_from_query_and_batch_selectable(
+                query=cls._get_query_from_metric_value_kwargs(metric_value_kwargs),
+                batch_selectable=batch_selectable,
+                execution_engine=execution_engine,
+            )
+            result = execution_engine.execute_query(sa.text(query))
+            try:
+                rows = result.fetchmany(MAX_RESULT_RECORDS + 1)
+            finally:
+                result.close()
+            if len(rows) <= MAX_RESULT_RECORDS:
+                count = len(rows)
+            else:  # more rows than GX keeps: count them as GX's row_count metric does
+                counted = render_derived_table_alias(
+                    subquery=query, alias="substituted_batch_subquery", dialect_name=execution_engine.dialect_name
+                )
+                count = int(
+                    execution_engine.execute_query(
+                        sa.text(f"SELECT COUNT(*) as unexpected_row_count FROM {counted}")
+                    ).scalar_one()
+                )
+            return [row._asdict() for row in rows[:MAX_RESULT_RECORDS]], count
+
+    class GateUnexpectedRowsExpectation(gxe.UnexpectedRowsExpectation):
+        metric_dependencies: ClassVar[tuple[str, ...]] = (ROWS_AND_COUNT_METRIC,)
+
+        def _validate(
+            self,
+            metrics: dict,
+            runtime_configuration: dict | None = None,
+            execution_engine: Any = None,
+        ) -> Any:
+            rows, count = metrics[ROWS_AND_COUNT_METRIC]
+            return super()._validate(
+                {"unexpected_rows_query.table": rows, "unexpected_rows_query.row_count": count},
+                runtime_configuration=runtime_configuration,
+                execution_engine=execution_engine,
+            )
+
+    return GateUnexpectedRowsExpectation
 
 
 def _from_gx(check: Check, schema: str, outcome: Any) -> CheckResult:
