@@ -8,6 +8,8 @@
 
 -- Stage entries of CRM deals: one row per event (deal_id, stage_id, entered_at); an event
 -- delivered twice (the same three values, in one or several files) is one event.
+-- Incremental: a run recomputes only the keys that can have changed since the last one
+-- (macros/latest_versions.sql).
 
 with
 

@@ -8,6 +8,8 @@
 
 -- Daily currency rates: one row per (rate_date, currency); a later file's rate replaces an
 -- earlier one (files in crm/ or billing/ first, then dated folders in date order).
+-- Incremental: a run recomputes only the keys that can have changed since the last one
+-- (macros/latest_versions.sql).
 
 with
 

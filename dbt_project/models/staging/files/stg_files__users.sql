@@ -8,6 +8,8 @@
 
 -- The `users` of the file drop as of the cutoff: the latest version of each id among those
 -- updated before the cutoff.
+-- Incremental: a run recomputes only the keys that can have changed since the last one
+-- (macros/latest_versions.sql).
 
 with
 
