@@ -16,6 +16,14 @@
     whether it has rows) in its table comment, in the transaction that writes its rows. Without a
     usable state (first run, --full-refresh, the model's SQL changed, a crash emptied the unlogged
     table, a comment not ours) the model is rebuilt in full.
+
+    The intermediate models that read one staging model and keep the rows before the cutoff of an
+    event time (int_activities_unioned: occurred_at) work the same way, with two additions:
+      - `crossing`: their event-time columns; keys with a version whose value lies between the last
+        run's cutoff and tonight's are recomputed too (they enter or leave the model);
+      - `upstream`: the staging model they read. They take its watermark, and they are patched only
+        when it was built for tonight's as-of date (else rebuilt in full, and patched again once
+        both are current).
 #}
 
 {#
@@ -23,24 +31,49 @@
     The staging tables are unlogged: a crash empties them but keeps their comment, so a state that
     says the table had rows while it has none is not usable either.
 #}
-{% macro latest_versions_state() -%}
+{% macro latest_versions_state(upstream=none) -%}
     {%- if not execute or not is_incremental() -%}
         {{- return(none) -}}
     {%- endif -%}
+    {%- set recorded = latest_versions_recorded(this) -%}
+    {%- set state, has_rows = recorded[0], recorded[1] -%}
+    {%- if state is none
+        or state.get('checksum') != model.checksum.checksum
+        or state.get('has_rows') != has_rows -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- if upstream is not none and latest_versions_upstream_state(upstream) is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(state) -}}
+{%- endmacro %}
+
+{#
+    The state recorded in the comment of `relation` (a dict with a valid as-of date and watermark,
+    else none) and whether the relation has rows.
+#}
+{% macro latest_versions_recorded(relation) -%}
     {%- set prefix = 'b2b latest versions: ' -%}
     {%- set row = run_query(
-        "select obj_description(to_regclass('" ~ this ~ "'), 'pg_class'), exists (select from " ~ this ~ ")"
+        "select obj_description(to_regclass('" ~ relation ~ "'), 'pg_class'), exists (select from " ~ relation ~ ")"
     ).rows[0] -%}
     {%- set comment, has_rows = row[0], row[1] -%}
     {%- if comment is none or not comment.startswith(prefix) -%}
-        {{- return(none) -}}
+        {{- return([none, has_rows]) -}}
     {%- endif -%}
     {%- set state = fromjson(comment[prefix | length:], none) -%}
     {%- if state is not mapping
         or not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', state.get('as_of_date') | string)
-        or state.get('through_file_id') is not number
-        or state.get('checksum') != model.checksum.checksum
-        or state.get('has_rows') != has_rows -%}
+        or state.get('through_file_id') is not number -%}
+        {{- return([none, has_rows]) -}}
+    {%- endif -%}
+    {{- return([state, has_rows]) -}}
+{%- endmacro %}
+
+{# The state of the staging model `upstream` when it was built for tonight's as-of date, else none. #}
+{% macro latest_versions_upstream_state(upstream) -%}
+    {%- set state = latest_versions_recorded(upstream)[0] -%}
+    {%- if state is none or state.as_of_date != as_of_date_literal() -%}
         {{- return(none) -}}
     {%- endif -%}
     {{- return(state) -}}
@@ -49,20 +82,22 @@
 {#
     The keys to recompute, as a subquery of `key_columns` over `base`, given the recorded `state`.
     `has_updated_at`: whether the entity's versions are cut off by updated_at (fx rates and stage
-    entries are not).
+    entries are not); `crossing`: event-time columns cut off by the model itself.
 #}
-{% macro latest_versions_changed_keys(base, key_columns, state, has_updated_at=true) -%}
+{% macro latest_versions_changed_keys(base, key_columns, state, has_updated_at=true, crossing=[]) -%}
     {%- set last_cutoff -%}
         ((date '{{ state.as_of_date }}' + 1)::timestamp at time zone 'UTC')
     {%- endset -%}
     select {{ key_columns | join(', ') }}
     from {{ base }}
     where _file_id > {{ state.through_file_id | int }}
-    {%- if has_updated_at and state.as_of_date != as_of_date_literal() %}
+    {%- if state.as_of_date != as_of_date_literal() %}
+        {%- for column in (['updated_at'] if has_updated_at else []) + crossing %}
         or (
-            updated_at >= least({{ last_cutoff }}, {{ cutoff() }})
-            and updated_at < greatest({{ last_cutoff }}, {{ cutoff() }})
+            {{ column }} >= least({{ last_cutoff }}, {{ cutoff() }})
+            and {{ column }} < greatest({{ last_cutoff }}, {{ cutoff() }})
         )
+        {%- endfor %}
     {%- endif %}
 {%- endmacro %}
 
@@ -70,11 +105,11 @@
     The filter of the model's `versions` CTE: on an incremental run, only the versions of the keys
     to recompute; on a full build, nothing.
 #}
-{% macro latest_versions_only_changed(base, key_columns, has_updated_at=true) -%}
-    {%- set state = latest_versions_state() -%}
+{% macro latest_versions_only_changed(base, key_columns, has_updated_at=true, crossing=[], upstream=none) -%}
+    {%- set state = latest_versions_state(upstream) -%}
     {%- if state is not none %}
     ({{ key_columns | join(', ') }}) in (
-        {{ latest_versions_changed_keys(base, key_columns, state, has_updated_at) | indent(8) }}
+        {{ latest_versions_changed_keys(base, key_columns, state, has_updated_at, crossing) | indent(8) }}
     )
     {%- else %}
     true
@@ -85,13 +120,13 @@
     Pre-hook: before an incremental run inserts the recomputed keys, delete their rows; without a
     usable state, empty the table (the run then inserts every key).
 #}
-{% macro latest_versions_forget_changed(base, key_columns, has_updated_at=true) -%}
+{% macro latest_versions_forget_changed(base, key_columns, has_updated_at=true, crossing=[], upstream=none) -%}
     {%- if execute and is_incremental() -%}
-        {%- set state = latest_versions_state() -%}
+        {%- set state = latest_versions_state(upstream) -%}
         {%- if state is not none -%}
             delete from {{ this }}
             where ({{ key_columns | join(', ') }}) in (
-                {{ latest_versions_changed_keys(base, key_columns, state, has_updated_at) }}
+                {{ latest_versions_changed_keys(base, key_columns, state, has_updated_at, crossing) }}
             )
         {%- else -%}
             truncate {{ this }}
@@ -103,17 +138,27 @@
 
 {#
     Post-hook: record this run's state in the table comment, in the transaction that wrote the rows:
-    the newest raw file typed into `base` (the watermark), the as-of date, the checksum of the
-    model's SQL file, and whether the table has rows.
+    the newest raw file typed into `base` (the watermark; for a model with an `upstream` staging
+    model, that model's watermark), the as-of date, the checksum of the model's SQL file, and
+    whether the table has rows. A model whose upstream was not built for tonight records no state:
+    its next run rebuilds it in full.
 #}
-{% macro latest_versions_remember(base) -%}
+{% macro latest_versions_remember(base, upstream=none) -%}
+    {%- set upstream_state = latest_versions_upstream_state(upstream) if execute and upstream is not none else none -%}
+    {%- if upstream is not none and upstream_state is none -%}
+    comment on table {{ this }} is null
+    {%- else -%}
     do $$
     begin
         execute format(
             'comment on table %s is %L',
             '{{ this }}',
             'b2b latest versions: ' || json_build_object(
-                'through_file_id', (select coalesce(max(_file_id), 0) from {{ base }}),
+                'through_file_id', {% if upstream_state is not none -%}
+                    {{ upstream_state.through_file_id | int }}
+                {%- else -%}
+                    (select coalesce(max(_file_id), 0) from {{ base }})
+                {%- endif %},
                 'as_of_date', '{{ as_of_date_literal() }}',
                 'checksum', '{{ model.checksum.checksum if execute else "" }}',
                 'has_rows', exists (select from {{ this }})
@@ -121,4 +166,5 @@
         );
     end
     $$
+    {%- endif -%}
 {%- endmacro %}

@@ -1,11 +1,13 @@
 """Incremental nights: a night that adds a dated change folder types only the new files, recomputes
-the latest versions of only the records it touched, and its staging, core and marts equal, byte for
-byte, those of a full rebuild of the same night; so do the staging tables of a rerun of an older
-night (the as-of date moving back) and of a night after a jump forward."""
+the latest versions of only the records it touched (and the intermediate rows of only those and of
+the events that crossed the cutoff), and its staging, intermediate, core and marts equal, byte for
+byte, those of a full rebuild of the same night; so do the staging and intermediate tables of a
+rerun of an older night (the as-of date moving back) and of a night after a jump forward."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -22,19 +24,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 END = dt.date(2026, 3, 31)
 
 
-STAGING = "path:models/staging"
+STAGING = ["path:models/staging"]
+STAGING_AND_INTERMEDIATE = ["path:models/staging", "path:models/intermediate"]
 
 
-def build(dsn: str, as_of: dt.date, tmp_path: Path, *, full_refresh: bool = False, select: str | None = None):
+def build(dsn: str, as_of: dt.date, tmp_path: Path, *, full_refresh: bool = False, select: list[str] | None = None):
     command = ["build", "--full-refresh"] if full_refresh else ["build"]
     if select:
-        command += ["--select", select]
+        command += ["--select", *select]
     result = run_dbt(command, dsn=dsn, vars=dbt_vars(as_of), target_path=tmp_path / "target", log_path=tmp_path / "l")
     assert result.success
     return result
 
 
-ALL_LAYERS = ("staging", "core__candidate", "marts__candidate")
+ALL_LAYERS = ("staging", "intermediate", "core__candidate", "marts__candidate")
+LOWER_LAYERS = ("staging", "intermediate")
 
 
 def fingerprint(dsn: str, schemas: tuple[str, ...] = ALL_LAYERS) -> dict[str, str]:
@@ -67,6 +71,23 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
     days = [END - dt.timedelta(days=1), END]
     drop = tmp_path / "drop"
     shutil.copytree(generated, drop, ignore=shutil.ignore_patterns(*(d.isoformat() for d in days)))
+    # a meeting planned ahead: recorded (updated) 25 days before the end, held 10 days before it. Only
+    # its occurred_at, not its updated_at, lies between the cutoffs of the reruns below
+    planned = drop / "crm" / (END - dt.timedelta(days=26)).isoformat()
+    planned.mkdir(exist_ok=True)
+    (planned / "activities.csv").write_text(
+        "activity_id,channel,occurred_at,updated_at\n"
+        f"planned-1,meeting,{END - dt.timedelta(days=10)}T10:00:00Z,{END - dt.timedelta(days=25)}T09:00:00Z\n"
+    )
+    # and a payment scheduled ahead: an invoice marked paid 25 days before the end, paid 10 days before it
+    first_customer = (generated / "billing" / "customers.csv").read_text(encoding="utf-8-sig").splitlines()[1]
+    customer = re.split("[;,]", first_customer)[0]
+    (planned.parent.parent / "billing" / planned.name).mkdir(exist_ok=True)
+    (planned.parent.parent / "billing" / planned.name / "invoices.csv").write_text(
+        "invoice_id,customer_id,status,currency,amount_total,amount_paid,issued_at,paid_at,updated_at\n"
+        f"planned-1,{customer},paid,RUB,1000.00,1000.00,{END - dt.timedelta(days=30)}T10:00:00Z,"
+        f"{END - dt.timedelta(days=10)}T10:00:00Z,{END - dt.timedelta(days=25)}T09:00:00Z\n"
+    )
 
     load_drop(warehouse, drop)
     build(warehouse, days[0] - dt.timedelta(days=1), tmp_path)
@@ -80,19 +101,38 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
         # model recomputed only the deals the night touched, not every deal
         assert rows_inserted(incremental, "base_files__deals") == new_deal_rows
         assert 0 < rows_inserted(incremental, "stg_files__deals") < deal_count(warehouse) / 2
+        for model in ("int_activities_unioned", "int_deal_stage_history_unioned", "int_invoices_unioned"):
+            assert 0 < rows_inserted(incremental, model) < row_count(warehouse, f"intermediate.{model}") / 2, model
         nightly = fingerprint(warehouse)
         build(warehouse, day, tmp_path, full_refresh=True)
         assert fingerprint(warehouse) == nightly, day
     assert any(name.startswith("marts__candidate.") for name in nightly)
     assert any(name.startswith("staging.stg_files__") for name in nightly)
+    assert "intermediate.int_activities_unioned" in nightly
 
     # a rerun of an older night (versions updated since then fall behind the cutoff again), then a
     # jump forward past it: each equal to a full rebuild of its night
     for as_of in (END - dt.timedelta(days=20), END):
-        build(warehouse, as_of, tmp_path, select=STAGING)
-        moved = fingerprint(warehouse, ("staging",))
-        build(warehouse, as_of, tmp_path, select=STAGING, full_refresh=True)
-        assert fingerprint(warehouse, ("staging",)) == moved, as_of
+        build(warehouse, as_of, tmp_path, select=STAGING_AND_INTERMEDIATE)
+        moved = fingerprint(warehouse, LOWER_LAYERS)
+        build(warehouse, as_of, tmp_path, select=STAGING_AND_INTERMEDIATE, full_refresh=True)
+        assert fingerprint(warehouse, LOWER_LAYERS) == moved, as_of
+
+    # an intermediate model built for another night than the staging model it reads is rebuilt in
+    # full (it cannot be patched from staging rows of another cutoff), and so is it again on the
+    # next night, when both are current: then it is patched as before
+    older = END - dt.timedelta(days=5)
+    stale = build(warehouse, older, tmp_path, select=["path:models/intermediate"])
+    total = row_count(warehouse, "intermediate.int_activities_unioned")
+    assert rows_inserted(stale, "int_activities_unioned") == total > 0
+    current = build(warehouse, END, tmp_path, select=STAGING_AND_INTERMEDIATE)
+    assert rows_inserted(current, "int_activities_unioned") == row_count(
+        warehouse, "intermediate.int_activities_unioned"
+    )
+    assert fingerprint(warehouse, LOWER_LAYERS) == moved
+    again = build(warehouse, END, tmp_path, select=STAGING_AND_INTERMEDIATE)
+    assert rows_inserted(again, "int_activities_unioned") == 0
+    assert fingerprint(warehouse, LOWER_LAYERS) == moved
 
     # a table a crash emptied (the staging tables are unlogged) and a comment that is not the
     # model's state: both models are rebuilt in full, not patched
@@ -101,9 +141,13 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
         conn.execute("comment on table staging.stg_files__accounts is 'b2b latest versions: {\"as_of_date\": 1}'")
     rebuilt = build(warehouse, END, tmp_path, select=STAGING)
     assert rows_inserted(rebuilt, "stg_files__deals") == deal_count(warehouse) > 0
-    assert fingerprint(warehouse, ("staging",)) == moved
+    assert fingerprint(warehouse, ("staging",)) == {k: v for k, v in moved.items() if k.startswith("staging.")}
 
 
 def deal_count(dsn: str) -> int:
+    return row_count(dsn, "staging.stg_files__deals")
+
+
+def row_count(dsn: str, table: str) -> int:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("select count(*) from staging.stg_files__deals").fetchone()[0]
+        return conn.execute(f"select count(*) from {table}").fetchone()[0]

@@ -1,10 +1,30 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='sync_all_columns',
+        indexes=[{'columns': ['activity_id']}],
+        pre_hook="{{ latest_versions_forget_changed(ref('base_files__activities'), ['activity_id'], crossing=['occurred_at'], upstream=ref('stg_files__activities')) }}",
+        post_hook="{{ latest_versions_remember(ref('base_files__activities'), upstream=ref('stg_files__activities')) }}"
+    )
+}}
+
 -- CRM activities of every CRM source system that occurred before the cutoff, one row per activity.
+-- Incremental: a run recomputes only the activities that can have changed since the last one, or
+-- whose occurred_at lies between the last cutoff and tonight's (macros/latest_versions.sql).
 
 with
 
 files_activities as (
 
     select * from {{ ref('stg_files__activities') }}
+    where
+        {{ latest_versions_only_changed(
+            ref('base_files__activities'),
+            ['activity_id'],
+            crossing=['occurred_at'],
+            upstream=ref('stg_files__activities')
+        ) }}
 
 ),
 

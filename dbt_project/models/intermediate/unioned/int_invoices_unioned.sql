@@ -1,11 +1,31 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='sync_all_columns',
+        indexes=[{'columns': ['invoice_id']}],
+        pre_hook="{{ latest_versions_forget_changed(ref('base_files__invoices'), ['invoice_id'], crossing=['issued_at', 'paid_at'], upstream=ref('stg_files__invoices')) }}",
+        post_hook="{{ latest_versions_remember(ref('base_files__invoices'), upstream=ref('stg_files__invoices')) }}"
+    )
+}}
+
 -- Billing invoices of every billing source system issued before the cutoff, one row per invoice.
 -- A payment at or after the cutoff has not happened yet: such an invoice is `open`, without paid_at.
+-- Incremental: a run recomputes only the invoices that can have changed since the last one, or
+-- whose issued_at or paid_at lies between the last cutoff and tonight's (macros/latest_versions.sql).
 
 with
 
 files_invoices as (
 
     select * from {{ ref('stg_files__invoices') }}
+    where
+        {{ latest_versions_only_changed(
+            ref('base_files__invoices'),
+            ['invoice_id'],
+            crossing=['issued_at', 'paid_at'],
+            upstream=ref('stg_files__invoices')
+        ) }}
 
 ),
 

@@ -3,7 +3,8 @@
         indexes=[
             {'columns': ['activity_id']},
             {'columns': ['_file_id']},
-            {'columns': ['updated_at']}
+            {'columns': ['updated_at']},
+            {'columns': ['occurred_at']}
         ]
     )
 }}

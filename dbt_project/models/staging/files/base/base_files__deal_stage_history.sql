@@ -2,7 +2,8 @@
     config(
         indexes=[
             {'columns': ['deal_id']},
-            {'columns': ['_file_id']}
+            {'columns': ['_file_id']},
+            {'columns': ['entered_at']}
         ]
     )
 }}

@@ -3,7 +3,9 @@
         indexes=[
             {'columns': ['invoice_id']},
             {'columns': ['_file_id']},
-            {'columns': ['updated_at']}
+            {'columns': ['updated_at']},
+            {'columns': ['issued_at']},
+            {'columns': ['paid_at']}
         ]
     )
 }}
