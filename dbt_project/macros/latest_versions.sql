@@ -22,8 +22,8 @@
       - `crossing`: their event-time columns; keys with a version whose value lies between the last
         run's cutoff and tonight's are recomputed too (they enter or leave the model);
       - `upstream`: the staging model they read. They take its watermark, and they are patched only
-        when it was built for tonight's as-of date (else rebuilt in full, and patched again once
-        both are current).
+        when it was built for tonight's as-of date, from the same SQL (checksum) as on their last
+        run; else they are rebuilt in full, and patched again once both are current.
 #}
 
 {#
@@ -42,8 +42,11 @@
         or state.get('has_rows') != has_rows -%}
         {{- return(none) -}}
     {%- endif -%}
-    {%- if upstream is not none and latest_versions_upstream_state(upstream) is none -%}
-        {{- return(none) -}}
+    {%- if upstream is not none -%}
+        {%- set upstream_state = latest_versions_upstream_state(upstream) -%}
+        {%- if upstream_state is none or upstream_state.get('checksum') != state.get('upstream_checksum') -%}
+            {{- return(none) -}}
+        {%- endif -%}
     {%- endif -%}
     {{- return(state) -}}
 {%- endmacro %}
@@ -139,9 +142,9 @@
 {#
     Post-hook: record this run's state in the table comment, in the transaction that wrote the rows:
     the newest raw file typed into `base` (the watermark; for a model with an `upstream` staging
-    model, that model's watermark), the as-of date, the checksum of the model's SQL file, and
-    whether the table has rows. A model whose upstream was not built for tonight records no state:
-    its next run rebuilds it in full.
+    model, that model's watermark and the checksum of its SQL), the as-of date, the checksum of the
+    model's SQL file, and whether the table has rows. A model whose upstream was not built for
+    tonight records no state: its next run rebuilds it in full.
 #}
 {% macro latest_versions_remember(base, upstream=none) -%}
     {%- set upstream_state = latest_versions_upstream_state(upstream) if execute and upstream is not none else none -%}
@@ -161,6 +164,9 @@
                 {%- endif %},
                 'as_of_date', '{{ as_of_date_literal() }}',
                 'checksum', '{{ model.checksum.checksum if execute else "" }}',
+                {%- if upstream_state is not none %}
+                'upstream_checksum', '{{ upstream_state.checksum }}',
+                {%- endif %}
                 'has_rows', exists (select from {{ this }})
             )::text
         );

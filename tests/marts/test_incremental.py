@@ -133,6 +133,22 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
     again = build(warehouse, END, tmp_path, select=STAGING_AND_INTERMEDIATE)
     assert rows_inserted(again, "int_activities_unioned") == 0
     assert fingerprint(warehouse, LOWER_LAYERS) == moved
+    # the staging model's SQL changed since the intermediate model's last run (as if: its recorded
+    # checksum differs): the intermediate model is rebuilt in full, not patched
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        comment = conn.execute("select obj_description('intermediate.int_activities_unioned'::regclass)").fetchone()[0]
+        assert '"upstream_checksum"' in comment
+        changed = re.sub('"upstream_checksum" ?: ?"[^"]*"', '"upstream_checksum": "an older SQL"', comment)
+        conn.execute("select set_config('b2b.comment', %s, false)", (changed,))
+        conn.execute(
+            "do $$ begin execute format('comment on table intermediate.int_activities_unioned is %L', "
+            "current_setting('b2b.comment')); end $$"
+        )
+    rebuilt_int = build(warehouse, END, tmp_path, select=STAGING_AND_INTERMEDIATE)
+    assert rows_inserted(rebuilt_int, "int_activities_unioned") == row_count(
+        warehouse, "intermediate.int_activities_unioned"
+    )
+    assert fingerprint(warehouse, LOWER_LAYERS) == moved
 
     # a table a crash emptied (the staging tables are unlogged) and a comment that is not the
     # model's state: both models are rebuilt in full, not patched
