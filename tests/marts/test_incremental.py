@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.generate import generate_company
@@ -139,11 +140,7 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
         comment = conn.execute("select obj_description('intermediate.int_activities_unioned'::regclass)").fetchone()[0]
         assert '"upstream_checksum"' in comment
         changed = re.sub('"upstream_checksum" ?: ?"[^"]*"', '"upstream_checksum": "an older SQL"', comment)
-        conn.execute("select set_config('b2b.comment', %s, false)", (changed,))
-        conn.execute(
-            "do $$ begin execute format('comment on table intermediate.int_activities_unioned is %L', "
-            "current_setting('b2b.comment')); end $$"
-        )
+        conn.execute(sql.SQL("comment on table intermediate.int_activities_unioned is {}").format(sql.Literal(changed)))
     rebuilt_int = build(warehouse, END, tmp_path, select=STAGING_AND_INTERMEDIATE)
     assert rows_inserted(rebuilt_int, "int_activities_unioned") == row_count(
         warehouse, "intermediate.int_activities_unioned"
