@@ -19,7 +19,7 @@ from b2b_pipeline.orchestration.connection import WAREHOUSE_CONN_ID
 from b2b_pipeline.orchestration.dbt_profile import WarehouseProfileMapping
 from b2b_pipeline.orchestration.dbt_watcher import run_producer_first
 from b2b_pipeline.orchestration.project import dbt_manifest_path, dbt_project_path
-from b2b_pipeline.transform.dbt_runner import dbt_threads
+from b2b_pipeline.transform.dbt_runner import GATE_CHECKED_TESTS, dbt_threads
 
 PUBLISHED_MARTS = Asset(name="b2b_published_marts", uri="b2b://warehouse/marts")
 NIGHT = "ti.xcom_pull(task_ids='resolve_night')"
@@ -88,9 +88,10 @@ def b2b_sales_nightly() -> None:
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            # then every dbt test of the project in one task; the quality gate after it is the
-            # authority on the data
+            # then the project's dbt tests in one task; the quality gate after it is the authority
+            # on the data, and the tests it runs itself (the core keys) are left to it
             test_behavior=TestBehavior.AFTER_ALL,
+            exclude=[GATE_CHECKED_TESTS],
             emit_datasets=False,
         ),
         operator_args={

@@ -84,6 +84,8 @@ def test_dbt_runs_once_in_a_producer_that_every_model_task_watches(dagbag) -> No
     flags = producer.dbt_cmd_flags or []
     assert "--resource-type" in flags and "test" not in flags
     assert tasks["dbt.dbt_project_test"].downstream_task_ids == {"quality_gate"}
+    # the test task leaves to the gate the key checks it runs itself (tests/quality/test_suites.py)
+    assert tasks["dbt.dbt_project_test"].exclude == "tag:checked_by_gate"
 
 
 def test_no_cycles(dagbag) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from pathlib import Path
 
 import psycopg
@@ -450,6 +451,27 @@ def test_files_of_different_entities_load_side_by_side_in_order(warehouse: str, 
         assert [v for (v,) in values] == sorted(v for (v,) in values)
     assert rows(warehouse, "select files_loaded, rows_loaded from raw_files.load_batches") == [(7, 7)]
     assert rows(warehouse, "select count(distinct file_id), count(*) from raw_files.file_loads") == [(7, 7)]
+
+
+def test_a_file_loaded_before_and_untouched_is_skipped_unread(warehouse: str, tmp_path: Path) -> None:
+    """A drop keeps its history: a night must not read again every file it loaded before. The same
+    path, size, modification and status-change times skip a file unread; any doubt hashes it."""
+    path = write(tmp_path, "crm/users.csv", "user_id,full_name,updated_at\nU1,A,2026-01-01\n")
+    assert the(load_drop(warehouse, tmp_path), "crm/users.csv").status == "loaded"
+    again = the(load_drop(warehouse, tmp_path), "crm/users.csv")
+    assert again.status == "skipped" and "unchanged" in (again.reason or "")
+    # rewritten with other content of the same size, its modification time set back: the status-change
+    # time still tells, and the new content loads
+    stat = path.stat()
+    path.write_text("user_id,full_name,updated_at\nU1,B,2026-01-01\n", encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns and path.stat().st_size == stat.st_size
+    assert the(load_drop(warehouse, tmp_path), "crm/users.csv").status == "loaded"
+    # touched: read and hashed again, and skipped for its content
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    touched = the(load_drop(warehouse, tmp_path), "crm/users.csv")
+    assert touched.status == "skipped" and "content loaded before" in (touched.reason or "")
+    assert rows(warehouse, "select full_name from raw_files.users order by _file_id") == [("A",), ("B",)]
 
 
 def test_a_file_of_the_same_size_but_other_content_loads(warehouse: str, tmp_path: Path) -> None:

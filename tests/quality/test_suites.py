@@ -188,3 +188,69 @@ def test_blocked_message_names_each_blocking_check_with_counts_and_examples() ->
 def test_html_of_a_passed_night() -> None:
     page = render_html(_result(passed=True))
     assert "PASSED" in page and "Why the night is blocked" not in page
+
+
+def _tests_checked_by_gate(models_yml: Path) -> list[tuple[str, str, str]]:
+    """(model, column, test) of each column test tagged `checked_by_gate` in a dbt models YAML."""
+    found = []
+    for model in yaml.safe_load(models_yml.read_text())["models"]:
+        for column in model.get("columns", []):
+            for test in column.get("data_tests", []):
+                if isinstance(test, dict):
+                    ((name, spec),) = test.items()
+                    if "checked_by_gate" in ((spec or {}).get("config") or {}).get("tags", []):
+                        found.append((model["name"], column["name"], name))
+    return found
+
+
+def _gate_twin(checks: list, table: str, column: str, test: str) -> object | None:
+    """The blocking gate check that runs dbt's `test` of `table.column` as it is, if there is one."""
+    for check in checks:
+        if check.table != table or not check.blocks or check.tolerance:
+            continue
+        is_not_null = check.expectation == "ExpectColumnValuesToNotBeNull" and dict(check.kwargs) == {"column": column}
+        if test == "not_null" and is_not_null:
+            return check
+        if test == "unique" and check.is_query:
+            duplicates = (
+                f"select {column}, count(*) as rows_with_key from {{batch}} where {column} is not null "
+                f"group by {column} having count(*) > 1 order by {column}"
+            )
+            if " ".join(check.query.split()) == duplicates:
+                return check
+    return None
+
+
+def test_every_dbt_test_left_to_the_gate_has_its_twin_in_the_gate() -> None:
+    """The nightly DAG skips the dbt tests tagged `checked_by_gate`: each must be a key check the
+    gate runs on the same table and column, unconditionally blocking, or the night would check less."""
+    core = next(s for s in load_suites() if s.layer == "core")
+    tagged = _tests_checked_by_gate(REPO / "dbt_project" / "models" / "core" / "_core__models.yml")
+    assert len(tagged) >= 20  # the unique and not_null tests of every single-column key of the star
+    for table, column, test in tagged:
+        assert _gate_twin(list(core.checks), table, column, test), f"{test} of {table}.{column} has no gate twin"
+    # and no other folder tags a test the gate does not see
+    others = [
+        p
+        for p in (REPO / "dbt_project" / "models").rglob("*.yml")
+        if p.name != "_core__models.yml" and "checked_by_gate" in p.read_text()
+    ]
+    assert others == []
+
+
+def test_the_twin_finder_refuses_a_check_that_differs() -> None:
+    """`_gate_twin` is what the test above relies on: a warning, a tolerance or another column is no twin."""
+    base = {
+        "table": "fct_deals",
+        "description": "d",
+        "expectation": "ExpectColumnValuesToNotBeNull",
+        "kwargs": {"column": "deal_key"},
+        "severity": "block",
+    }
+    suite = parse_suite({"layer": "core", "description": "t", "checks": [{"name": "core.a", **base}]}, "core")
+    assert _gate_twin(list(suite.checks), "fct_deals", "deal_key", "not_null")
+    for change in ({"severity": "warn"}, {"tolerance": 0.01}, {"kwargs": {"column": "deal_id"}}):
+        changed = {"name": "core.a", **base, **change}
+        other = parse_suite({"layer": "core", "description": "t", "checks": [changed]}, "core")
+        assert _gate_twin(list(other.checks), "fct_deals", "deal_key", "not_null") is None, change
+    assert _gate_twin(list(suite.checks), "fct_deals", "deal_key", "unique") is None

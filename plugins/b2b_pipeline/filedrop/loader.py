@@ -2,9 +2,12 @@
 
 Per file, in one transaction:
 1. skip it when a file of the same entity with the same content (SHA-256) was loaded
-   before. The file is hashed up front only when the ledger holds a file of its entity
-   with the same size (identical content has identical size); otherwise the hash is
-   taken from the bytes on their way into COPY, so the file is read once;
+   before. A file the ledger holds at the same path, with the same size and the same
+   modification and status-change times, is that file, untouched: it is skipped unread
+   (a night's cost must not grow with the history the drop keeps). Otherwise the file
+   is hashed up front only when the ledger holds a file of its entity with the same
+   size (identical content has identical size); else the hash is taken from the bytes
+   on their way into COPY, so the file is read once;
 2. COPY its rows straight into `raw_files.<entity>`: a CSV whose header names only
    contract columns as it is; JSON Lines transcoded to CSV on the client when every
    line is a flat object of contract fields with string or null values (`jsonl`).
@@ -27,6 +30,7 @@ import csv
 import hashlib
 import io
 import logging
+import os
 import re
 import threading
 from collections import defaultdict
@@ -255,7 +259,7 @@ class _FileLoad:
     file: DropFile
     entity: Entity
     source: _Source
-    size: int
+    stat: os.stat_result  # of the file, taken before it was read
     header: CsvHeader | None
     registered: tuple[int, int] | None = None  # (loaded, quarantined) as written to the ledger
 
@@ -266,7 +270,16 @@ def load_file(conn: psycopg.Connection, batch_id: int, f: DropFile, progress: Pr
     if f.problem:
         return _refuse(conn, batch_id, f.relpath, entity_name, f.problem)
     assert f.entity is not None and f.fmt is not None
-    size = f.path.stat().st_size
+    stat = f.path.stat()  # before reading: a change while the file is read shows up as a change next time
+    size = stat.st_size
+    unchanged = conn.execute(
+        "select file, batch_id from raw_files.file_loads where entity = %s and file = %s and bytes = %s "
+        "and file_mtime_ns = %s and file_ctime_ns = %s",
+        (f.entity.name, f.relpath, size, stat.st_mtime_ns, stat.st_ctime_ns),
+    ).fetchone()
+    if unchanged:  # the very file loaded before, untouched since: no need to read it again
+        log.info("%s: skipped, loaded before (batch %s) and unchanged since", f.relpath, unchanged[1])
+        return FileResult(f.relpath, entity_name, "skipped", reason=f"loaded before (batch {unchanged[1]}), unchanged")
     source = _Source(f, (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None))
     same_size = conn.execute(
         "select content_sha256, file, batch_id from raw_files.file_loads where entity = %s and bytes = %s",
@@ -285,7 +298,7 @@ def load_file(conn: psycopg.Connection, batch_id: int, f: DropFile, progress: Pr
             )
     try:
         with conn.transaction():
-            result = _load_in_transaction(conn, batch_id, f, source, size)
+            result = _load_in_transaction(conn, batch_id, f, source, stat)
     except FileRefused as exc:
         return _refuse(conn, batch_id, f.relpath, entity_name, str(exc))
     except errors.UniqueViolation:  # a concurrent load took the same content first
@@ -304,7 +317,7 @@ def _refuse(conn: psycopg.Connection, batch_id: int, relpath: str, entity: str |
 
 
 def _load_in_transaction(
-    conn: psycopg.Connection, batch_id: int, f: DropFile, source: _Source, size: int
+    conn: psycopg.Connection, batch_id: int, f: DropFile, source: _Source, stat: os.stat_result
 ) -> FileResult:
     entity = f.entity
     assert entity is not None and f.fmt is not None
@@ -326,7 +339,7 @@ def _load_in_transaction(
             )
         ).fetchone()[0]  # type: ignore[index]
     )
-    load = _FileLoad(batch_id, file_id, f, entity, source, size, header)
+    load = _FileLoad(batch_id, file_id, f, entity, source, stat, header)
     if header is None:
         loaded, quarantined = _load_jsonl(conn, load)
     else:
@@ -346,8 +359,8 @@ def _register(conn: psycopg.Connection, load: _FileLoad, loaded: int) -> None:
     """Record the file in the ledger (before any of its rows goes to the quarantine, which refers to it)."""
     conn.execute(
         "insert into raw_files.file_loads (file_id, batch_id, file, system, entity, folder_date, content_sha256, "
-        "bytes, format, delimiter, rows_loaded, rows_quarantined) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s, 0)",
+        "bytes, format, delimiter, rows_loaded, rows_quarantined, file_mtime_ns, file_ctime_ns) "
+        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s)",
         (
             load.file_id,
             load.batch_id,
@@ -356,10 +369,12 @@ def _register(conn: psycopg.Connection, load: _FileLoad, loaded: int) -> None:
             load.entity.name,
             load.file.folder_date,
             load.source.content_sha256(),
-            load.size,
+            load.stat.st_size,
             load.file.fmt,
             load.header.delimiter if load.header else None,
             loaded,
+            load.stat.st_mtime_ns,
+            load.stat.st_ctime_ns,
         ),
     )
     load.registered = (loaded, 0)
