@@ -42,6 +42,10 @@ def test_bench_s_measures_load_nights_gate_and_memory(admin_dsn: str, tmp_path: 
     for night in ("full_night", "increment"):
         assert s[night]["state"] == "published", s[night]
         assert s[night]["wall_seconds"] > 0 and s[night]["steps_seconds"]["dbt"] > 0
+        # the dbt step split into its one build, its test task and the models' tasks
+        parts = s[night]["dbt_seconds"]
+        assert set(parts) == {"build", "tests", "model tasks"} and all(v > 0 for v in parts.values())
+        assert abs(sum(parts.values()) - s[night]["steps_seconds"]["dbt"]) < 0.05
     assert 0 < s["increment"]["rows"] < s["rows"] / 50
     assert 0 < s["full_night"]["gate_share"] < 1
     assert max(s["peak_rss_mb"].values()) > 50

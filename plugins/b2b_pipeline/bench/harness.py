@@ -128,6 +128,19 @@ def step_of(task_id: str) -> str:
     return {"quality_gate": "gate", "publish": "publish", "summary": "summary"}.get(task_id, "other")
 
 
+def dbt_part_of(task_id: str) -> str | None:
+    """Which part of the dbt step a task is: the one `dbt build` (producer), the test task, or a
+    model's task that reads its result from the producer; None outside the dbt task group."""
+    if not task_id.startswith("dbt."):
+        return None
+    name = task_id.removeprefix("dbt.")
+    if name == "dbt_producer_watcher":
+        return "build"
+    if name.endswith("_test"):
+        return "tests"
+    return "model tasks"
+
+
 def run_measured_night(home: Path, dsn: str, night: Night, sampler: MemorySampler) -> dict[str, Any]:
     from b2b_pipeline.orchestration.local_airflow import run_night
 
@@ -139,13 +152,18 @@ def run_measured_night(home: Path, dsn: str, night: Night, sampler: MemorySample
     outcome = run_night(home, dsn, night, on_task)
     wall = time.perf_counter() - started
     steps: dict[str, float] = {}
+    dbt: dict[str, float] = {}
     for task_id, seconds in outcome.seconds.items():
         steps[step_of(task_id)] = steps.get(step_of(task_id), 0.0) + seconds
+        part = dbt_part_of(task_id)
+        if part is not None:
+            dbt[part] = dbt.get(part, 0.0) + seconds
     return {
         "state": outcome.state,
         "wall_seconds": round(wall, 2),
         "tasks_seconds": round(sum(outcome.seconds.values()), 2),
         "steps_seconds": {k: round(v, 2) for k, v in sorted(steps.items())},
+        "dbt_seconds": {k: round(v, 2) for k, v in sorted(dbt.items())},
         "gate_share": round(steps.get("gate", 0.0) / wall, 3) if wall else None,
         "tasks": len(outcome.seconds),
     }
@@ -281,5 +299,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     for s in report["sizes"]:
         for night in ("full_night", "increment"):
             steps = ", ".join(f"{k} {v}" for k, v in s[night]["steps_seconds"].items())
+            parts = ", ".join(f"{k} {v}" for k, v in s[night].get("dbt_seconds", {}).items())
+            if parts:
+                steps += f"; dbt: {parts}"
             lines.append(f"- {s['size']} {night.replace('_', ' ')}: {steps} ({s[night]['tasks']} tasks)")
     return "\n".join(lines) + "\n"
