@@ -206,7 +206,7 @@ def _tests_checked_by_gate(models_yml: Path) -> list[tuple[str, str, str]]:
 def _gate_twin(checks: list, table: str, column: str, test: str) -> object | None:
     """The blocking gate check that runs dbt's `test` of `table.column` as it is, if there is one."""
     for check in checks:
-        if check.table != table or not check.blocks or check.tolerance:
+        if check.table != table or not check.blocks or check.tolerance or check.only_if_exists:
             continue
         is_not_null = check.expectation == "ExpectColumnValuesToNotBeNull" and dict(check.kwargs) == {"column": column}
         if test == "not_null" and is_not_null:
@@ -239,7 +239,8 @@ def test_every_dbt_test_left_to_the_gate_has_its_twin_in_the_gate() -> None:
 
 
 def test_the_twin_finder_refuses_a_check_that_differs() -> None:
-    """`_gate_twin` is what the test above relies on: a warning, a tolerance or another column is no twin."""
+    """`_gate_twin` is what the test above relies on: a warning, a tolerance, another column or a
+    check that may be skipped is no twin."""
     base = {
         "table": "fct_deals",
         "description": "d",
@@ -249,7 +250,12 @@ def test_the_twin_finder_refuses_a_check_that_differs() -> None:
     }
     suite = parse_suite({"layer": "core", "description": "t", "checks": [{"name": "core.a", **base}]}, "core")
     assert _gate_twin(list(suite.checks), "fct_deals", "deal_key", "not_null")
-    for change in ({"severity": "warn"}, {"tolerance": 0.01}, {"kwargs": {"column": "deal_id"}}):
+    for change in (
+        {"severity": "warn"},
+        {"tolerance": 0.01},
+        {"kwargs": {"column": "deal_id"}},
+        {"only_if_exists": "{schema}.fct_deals"},
+    ):
         changed = {"name": "core.a", **base, **change}
         other = parse_suite({"layer": "core", "description": "t", "checks": [changed]}, "core")
         assert _gate_twin(list(other.checks), "fct_deals", "deal_key", "not_null") is None, change
