@@ -272,24 +272,22 @@ def load_file(conn: psycopg.Connection, batch_id: int, f: DropFile, progress: Pr
     assert f.entity is not None and f.fmt is not None
     stat = f.path.stat()  # before reading: a change while the file is read shows up as a change next time
     size = stat.st_size
-    unchanged = conn.execute(
-        "select file, batch_id from raw_files.file_loads where entity = %s and file = %s and bytes = %s "
-        "and file_mtime_ns = %s and file_ctime_ns = %s",
-        (f.entity.name, f.relpath, size, stat.st_mtime_ns, stat.st_ctime_ns),
-    ).fetchone()
-    if unchanged:  # the very file loaded before, untouched since: no need to read it again
-        log.info("%s: skipped, loaded before (batch %s) and unchanged since", f.relpath, unchanged[1])
-        return FileResult(f.relpath, entity_name, "skipped", reason=f"loaded before (batch {unchanged[1]}), unchanged")
-    source = _Source(f, (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None))
     same_size = conn.execute(
-        "select content_sha256, file, batch_id from raw_files.file_loads where entity = %s and bytes = %s",
+        "select content_sha256, file, batch_id, file_mtime_ns, file_ctime_ns from raw_files.file_loads "
+        "where entity = %s and bytes = %s",
         (f.entity.name, size),
     ).fetchall()
+    identity = (f.relpath, stat.st_mtime_ns, stat.st_ctime_ns)
+    unchanged = next((row for row in same_size if (row[1], row[3], row[4]) == identity), None)
+    if unchanged:  # the very file loaded before, untouched since: no need to read it again
+        log.info("%s: skipped, loaded before (batch %s) and unchanged since", f.relpath, unchanged[2])
+        return FileResult(f.relpath, entity_name, "skipped", reason=f"loaded before (batch {unchanged[2]}), unchanged")
+    source = _Source(f, (lambda done: progress(f.relpath, done, size)) if progress else (lambda done: None))
     if same_size:  # only then can its content have been loaded before: hash it first
         sha = source.content_sha256()
         previous = next((row for row in same_size if row[0] == sha), None)
         if previous:
-            log.info("%s: skipped, its content was loaded before as %s (batch %s)", f.relpath, *previous[1:])
+            log.info("%s: skipped, its content was loaded before as %s (batch %s)", f.relpath, *previous[1:3])
             return FileResult(
                 f.relpath,
                 entity_name,

@@ -44,7 +44,6 @@ create table if not exists raw_files.file_loads (
 -- the same size and both times is skipped without being hashed again (see loader.load_file)
 alter table raw_files.file_loads add column if not exists file_mtime_ns bigint;
 alter table raw_files.file_loads add column if not exists file_ctime_ns bigint;
-create index if not exists file_loads_entity_file on raw_files.file_loads (entity, file);
 create table if not exists raw_files.file_refusals (
     batch_id bigint not null references raw_files.load_batches (batch_id),
     file text not null,
