@@ -27,3 +27,8 @@
 {% macro day_series(start_date, end_date) -%}
     generate_series(({{ start_date }})::timestamp, ({{ end_date }})::timestamp, interval '1 day')::date
 {%- endmacro %}
+
+{# Days from one timestamptz to another, as a numeric rounded to 4 places (a fraction of a day counts). #}
+{% macro days_between(start_at, end_at) -%}
+    round((extract(epoch from ({{ end_at }}) - ({{ start_at }})) / 86400)::numeric, 4)
+{%- endmacro %}

@@ -151,26 +151,36 @@
     {%- if upstream is not none and upstream_state is none -%}
     comment on table {{ this }} is null
     {%- else -%}
+    {{ latest_versions_record(
+        upstream_state.through_file_id | int if upstream_state is not none
+        else '(select coalesce(max(_file_id), 0) from ' ~ base ~ ')',
+        model.checksum.checksum if execute else '',
+        {'upstream_checksum': upstream_state.checksum} if upstream_state is not none else {}
+    ) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+    The statement that records a state in the table comment: the watermark `through_file_id` (a
+    number or a scalar SQL query), tonight's as-of date, `checksum`, the `extra` entries, and whether
+    the table has rows.
+#}
+{% macro latest_versions_record(through_file_id, checksum, extra={}) -%}
     do $$
     begin
         execute format(
             'comment on table %s is %L',
             '{{ this }}',
             'b2b latest versions: ' || json_build_object(
-                'through_file_id', {% if upstream_state is not none -%}
-                    {{ upstream_state.through_file_id | int }}
-                {%- else -%}
-                    (select coalesce(max(_file_id), 0) from {{ base }})
-                {%- endif %},
+                'through_file_id', {{ through_file_id }},
                 'as_of_date', '{{ as_of_date_literal() }}',
-                'checksum', '{{ model.checksum.checksum if execute else "" }}',
-                {%- if upstream_state is not none %}
-                'upstream_checksum', '{{ upstream_state.checksum }}',
-                {%- endif %}
+                'checksum', '{{ checksum }}',
+                {%- for key, value in extra.items() %}
+                '{{ key }}', '{{ value }}',
+                {%- endfor %}
                 'has_rows', exists (select from {{ this }})
             )::text
         );
     end
     $$
-    {%- endif -%}
 {%- endmacro %}

@@ -7,6 +7,11 @@ each candidate to the published name, and grants `bi_reader` read access to the
 new published schemas inside the same transaction. Readers see either the old
 night or the new one, never a mix; a night that does not publish leaves the
 published schemas exactly as they were.
+
+The tables of `CARRIED_TABLES` are patched by each night rather than rebuilt
+(incremental dbt models, macros/core_patch.sql): `prepare_candidates` carries
+them over into tonight's candidate schema, from the candidate a night left
+unpublished or else from `<schema>__previous`, and drops everything else.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ BI_READER = "bi_reader"
 PRIVATE_TABLES: tuple[tuple[str, str], ...] = (("core", "dim_contacts"),)
 # schemas that only the pipeline reads
 PRIVATE_SCHEMAS: tuple[str, ...] = ("raw_files", "staging", "intermediate", "public")
+# tables each night patches instead of rebuilding (incremental dbt models), carried over from one
+# candidate schema to the next: published schema -> table names
+CARRIED_TABLES: dict[str, tuple[str, ...]] = {"core": ("dim_contacts", "fct_activities", "fct_deal_stage_history")}
 
 
 def candidate(schema: str) -> str:
@@ -50,10 +58,56 @@ class PublishResult:
 
 
 def prepare_candidates(dsn: str, schemas: tuple[str, ...] = PUBLISHED_SCHEMAS) -> None:
-    """Drop yesterday's leftover candidates so that tonight's build starts clean."""
-    with connect(dsn, autocommit=True) as conn:
+    """Start tonight's candidate schemas: drop what the night rebuilds and carry over what it patches.
+
+    A schema without carried tables starts empty (its candidate is dropped). For one with carried
+    tables, the candidate a night left unpublished (blocked or failed) is kept, or else the schema
+    published the night before last (`<schema>__previous`) becomes the candidate; everything in it
+    but the carried tables is dropped, and so is any view on a carried table, wherever it is. Each
+    carried table records in its comment the state it holds, from which dbt patches it (or rebuilds
+    it, when that state is unusable). One transaction.
+    """
+    with connect(dsn) as conn, conn.transaction():
         for schema in schemas:
-            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(candidate(schema))))
+            cand = candidate(schema)
+            carried = CARRIED_TABLES.get(schema, ())
+            if not carried:
+                conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(cand)))
+                continue
+            if not _schema_exists(conn, cand) and _schema_exists(conn, previous(schema)):
+                conn.execute(
+                    sql.SQL("alter schema {} rename to {}").format(
+                        sql.Identifier(previous(schema)), sql.Identifier(cand)
+                    )
+                )
+                log.info("carrying %s over from %s", ", ".join(carried), previous(schema))
+            # a view on a carried table (built while it was published, it followed the table out of
+            # `schema`) is dropped, as it was with `<schema>__previous`, rather than see it patched
+            dependent = conn.execute(
+                "select distinct v.oid::regclass::text, v.relkind from pg_depend d "
+                "join pg_rewrite r on r.oid = d.objid and d.classid = 'pg_rewrite'::regclass "
+                "join pg_class v on v.oid = r.ev_class "
+                "join pg_class t on t.oid = d.refobjid join pg_namespace n on n.oid = t.relnamespace "
+                "where n.nspname = %s and t.relname = any(%s) and v.oid <> t.oid",
+                (cand, list(carried)),
+            ).fetchall()
+            for view, kind in dependent:
+                what = "materialized view" if kind == "m" else "view"
+                conn.execute(sql.SQL("drop {} if exists {} cascade").format(sql.SQL(what), sql.SQL(view)))
+                log.info("dropped the view %s: it reads a table tonight patches", view)
+            rebuilt = conn.execute(
+                "select c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm', 'f') and not (c.relname = any(%s)) "
+                "order by c.relname",
+                (cand, list(carried)),
+            ).fetchall()
+            for name, kind in rebuilt:
+                what = {"v": "view", "m": "materialized view", "f": "foreign table"}.get(kind, "table")
+                conn.execute(sql.SQL("drop {} if exists {} cascade").format(sql.SQL(what), sql.Identifier(cand, name)))
+
+
+def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone() is not None
 
 
 def ensure_bi_reader(conn: psycopg.Connection) -> None:
@@ -65,8 +119,7 @@ def ensure_bi_reader(conn: psycopg.Connection) -> None:
         ).format(sql.Literal(BI_READER), sql.Identifier(BI_READER))
     )
     for schema in PRIVATE_SCHEMAS:
-        exists = conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone()
-        if exists:
+        if _schema_exists(conn, schema):
             conn.execute(sql.SQL("revoke all on schema {} from public").format(sql.Identifier(schema)))
             conn.execute(
                 sql.SQL("revoke all on all tables in schema {} from public, {}").format(
@@ -90,11 +143,7 @@ def grant_bi_reader(conn: psycopg.Connection, schemas: tuple[str, ...] = PUBLISH
 def publish(dsn: str, schemas: tuple[str, ...] = PUBLISHED_SCHEMAS, *, lock_timeout: str = "30s") -> PublishResult:
     """Swap every candidate schema in, atomically. Raises PublishError when a candidate is missing."""
     with connect(dsn) as conn:
-        missing = [
-            candidate(s)
-            for s in schemas
-            if not conn.execute("select 1 from pg_namespace where nspname = %s", (candidate(s),)).fetchone()
-        ]
+        missing = [candidate(s) for s in schemas if not _schema_exists(conn, candidate(s))]
         if missing:
             raise PublishError(f"nothing to publish: candidate schema(s) {', '.join(missing)} missing")
         with conn.transaction():
@@ -104,7 +153,7 @@ def publish(dsn: str, schemas: tuple[str, ...] = PUBLISHED_SCHEMAS, *, lock_time
             for schema in schemas:
                 published, cand, prev = (sql.Identifier(x) for x in (schema, candidate(schema), previous(schema)))
                 conn.execute(sql.SQL("drop schema if exists {} cascade").format(prev))
-                if conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone():
+                if _schema_exists(conn, schema):
                     conn.execute(sql.SQL("alter schema {} rename to {}").format(published, prev))
                     conn.execute(sql.SQL("revoke all on schema {} from {}").format(prev, sql.Identifier(BI_READER)))
                 conn.execute(sql.SQL("alter schema {} rename to {}").format(cand, published))

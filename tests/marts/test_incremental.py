@@ -6,7 +6,9 @@ rerun of an older night (the as-of date moving back) and of a night after a jump
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 import shutil
 from pathlib import Path
@@ -29,8 +31,17 @@ STAGING = ["path:models/staging"]
 STAGING_AND_INTERMEDIATE = ["path:models/staging", "path:models/intermediate"]
 
 
-def build(dsn: str, as_of: dt.date, tmp_path: Path, *, full_refresh: bool = False, select: list[str] | None = None):
-    command = ["build", "--full-refresh"] if full_refresh else ["build"]
+def build(
+    dsn: str,
+    as_of: dt.date,
+    tmp_path: Path,
+    *,
+    full_refresh: bool = False,
+    select: list[str] | None = None,
+    tests: bool = True,
+):
+    """`dbt build` (or `dbt run`, without tests: a selection can leave what a test compares stale)."""
+    command = ["build" if tests else "run"] + (["--full-refresh"] if full_refresh else [])
     if select:
         command += ["--select", *select]
     result = run_dbt(command, dsn=dsn, vars=dbt_vars(as_of), target_path=tmp_path / "target", log_path=tmp_path / "l")
@@ -40,6 +51,9 @@ def build(dsn: str, as_of: dt.date, tmp_path: Path, *, full_refresh: bool = Fals
 
 ALL_LAYERS = ("staging", "intermediate", "core__candidate", "marts__candidate")
 LOWER_LAYERS = ("staging", "intermediate")
+FCT_ACTIVITIES = "core__candidate.fct_activities"
+# the core models a night patches rather than rebuilds
+PATCHED_CORE = ("fct_activities", "fct_deal_stage_history", "dim_contacts")
 
 
 def fingerprint(dsn: str, schemas: tuple[str, ...] = ALL_LAYERS) -> dict[str, str]:
@@ -77,8 +91,31 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
     planned = drop / "crm" / (END - dt.timedelta(days=26)).isoformat()
     planned.mkdir(exist_ok=True)
     (planned / "activities.csv").write_text(
-        "activity_id,channel,occurred_at,updated_at\n"
-        f"planned-1,meeting,{END - dt.timedelta(days=10)}T10:00:00Z,{END - dt.timedelta(days=25)}T09:00:00Z\n"
+        "activity_id,channel,occurred_at,updated_at,deal_id\n"
+        f"planned-1,meeting,{END - dt.timedelta(days=10)}T10:00:00Z,{END - dt.timedelta(days=25)}T09:00:00Z,\n"
+    )
+    # an activity that names a deal the CRM exports only on the last night, and one whose deal that
+    # night deletes: the activities themselves do not change, their deal appears and disappears
+    deals_header, deal_template, dialect = deal_rows(generated / "crm" / days[1].isoformat() / "deals.csv")
+    held = END - dt.timedelta(days=20)
+    with (planned / "activities.csv").open("a") as f:
+        f.write(f"orphan-1,call,{held}T10:00:00Z,{held}T10:00:00Z,late-deal-1\n")
+        f.write(f"doomed-1,call,{held}T11:00:00Z,{held}T11:00:00Z,doomed-deal-1\n")
+    write_deals(
+        planned / "deals.csv",
+        deals_header,
+        dialect,
+        [deal_like(deal_template, "doomed-deal-1", END - dt.timedelta(days=40), END - dt.timedelta(days=26))],
+    )
+    write_deals(
+        generated / "crm" / days[1].isoformat() / "deals.csv",
+        deals_header,
+        dialect,
+        [
+            deal_like(deal_template, "late-deal-1", END - dt.timedelta(days=30), END),
+            deal_like(deal_template, "doomed-deal-1", END - dt.timedelta(days=40), END, is_deleted="true"),
+        ],
+        append=True,
     )
     # and a payment scheduled ahead: an invoice marked paid 25 days before the end, paid 10 days before it
     first_customer = (generated / "billing" / "customers.csv").read_text(encoding="utf-8-sig").splitlines()[1]
@@ -104,6 +141,13 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
         assert 0 < rows_inserted(incremental, "stg_files__deals") < deal_count(warehouse) / 2
         for model in ("int_activities_unioned", "int_deal_stage_history_unioned", "int_invoices_unioned"):
             assert 0 < rows_inserted(incremental, model) < row_count(warehouse, f"intermediate.{model}") / 2, model
+        # the core tables carried over in the candidate schema were patched, not rebuilt; the deal of an
+        # unchanged activity appeared and disappeared with its deal's records
+        for model in PATCHED_CORE:
+            assert 0 < rows_inserted(incremental, model) < row_count(warehouse, f"core__candidate.{model}") / 2, model
+        last_night = day == days[-1]
+        assert activity_deal(warehouse, "orphan-1") == ("late-deal-1", "files:late-deal-1" if last_night else None)
+        assert activity_deal(warehouse, "doomed-1") == ("doomed-deal-1", None if last_night else "files:doomed-deal-1")
         nightly = fingerprint(warehouse)
         build(warehouse, day, tmp_path, full_refresh=True)
         assert fingerprint(warehouse) == nightly, day
@@ -113,11 +157,30 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
 
     # a rerun of an older night (versions updated since then fall behind the cutoff again), then a
     # jump forward past it: each equal to a full rebuild of its night
+    # (and so are the patched core tables)
+    moves = [*STAGING_AND_INTERMEDIATE, "dim_stages", *PATCHED_CORE]
     for as_of in (END - dt.timedelta(days=20), END):
-        build(warehouse, as_of, tmp_path, select=STAGING_AND_INTERMEDIATE)
+        patched = build(warehouse, as_of, tmp_path, select=moves, tests=False)
+        for model in PATCHED_CORE:
+            assert 0 < rows_inserted(patched, model) < row_count(warehouse, f"core__candidate.{model}"), model
         moved = fingerprint(warehouse, LOWER_LAYERS)
-        build(warehouse, as_of, tmp_path, select=STAGING_AND_INTERMEDIATE, full_refresh=True)
+        moved_core = fingerprint(warehouse, ("core__candidate",))
+        build(warehouse, as_of, tmp_path, select=moves, full_refresh=True, tests=False)
         assert fingerprint(warehouse, LOWER_LAYERS) == moved, as_of
+        assert fingerprint(warehouse, ("core__candidate",)) == moved_core, as_of
+    moved_fact = moved_core[FCT_ACTIVITIES]
+
+    # the core fact's lineage changed since its last run (as if: a model it descends from was edited,
+    # so the recorded checksum differs): it is rebuilt in full, then patched again
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        comment = conn.execute(f"select obj_description('{FCT_ACTIVITIES}'::regclass)").fetchone()[0]
+        changed = re.sub('"checksum" ?: ?"[^"]*"', '"checksum": "another lineage"', comment)
+        assert changed != comment
+        conn.execute(sql.SQL("comment on table {} is {}").format(sql.SQL(FCT_ACTIVITIES), sql.Literal(changed)))
+    relineaged = build(warehouse, END, tmp_path, select=["fct_activities"])
+    assert rows_inserted(relineaged, "fct_activities") == row_count(warehouse, FCT_ACTIVITIES)
+    assert rows_inserted(build(warehouse, END, tmp_path, select=["fct_activities"]), "fct_activities") == 0
+    assert fingerprint(warehouse, ("core__candidate",))[FCT_ACTIVITIES] == moved_fact
 
     # an intermediate model built for another night than the staging model it reads is rebuilt in
     # full (it cannot be patched from staging rows of another cutoff), and so is it again on the
@@ -155,6 +218,50 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
     rebuilt = build(warehouse, END, tmp_path, select=STAGING)
     assert rows_inserted(rebuilt, "stg_files__deals") == deal_count(warehouse) > 0
     assert fingerprint(warehouse, ("staging",)) == {k: v for k, v in moved.items() if k.startswith("staging.")}
+
+
+def deal_rows(path: Path) -> tuple[list[str], dict[str, str], type[csv.Dialect]]:
+    """The header of a generated deals file, its first deal (a template) and its CSV dialect."""
+    text = path.read_bytes().decode("utf-8-sig")
+
+    class Dialect(csv.excel):
+        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;").delimiter
+        lineterminator = "\r\n" if "\r\n" in text[:4096] else "\n"
+
+    rows = csv.DictReader(io.StringIO(text), dialect=Dialect)
+    return list(rows.fieldnames or []), next(rows), Dialect
+
+
+def deal_like(template: dict[str, str], deal_id: str, created: dt.date, updated: dt.date, **changes: str) -> dict:
+    """An open deal shaped like `template`, created and last updated on the given days."""
+    return {
+        **template,
+        "deal_id": deal_id,
+        "status": "open",
+        "closed_at": "",
+        "lost_reason": "",
+        "created_at": f"{created}T08:00:00Z",
+        "updated_at": f"{updated}T12:00:00Z",
+        "is_deleted": "false",
+        **changes,
+    }
+
+
+def write_deals(path: Path, header: list[str], dialect: type[csv.Dialect], deals: list[dict], append: bool = False):
+    """Deals in the dialect of a generated file: appended to such a file, or a new file."""
+    with path.open("a" if append else "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, dialect=dialect)
+        if not append:
+            writer.writeheader()
+        writer.writerows(deals)
+
+
+def activity_deal(dsn: str, activity_id: str) -> tuple:
+    """(deal_id, deal_key) of an activity in the candidate fct_activities."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "select deal_id, deal_key from core__candidate.fct_activities where activity_id = %s", (activity_id,)
+        ).fetchone()
 
 
 def deal_count(dsn: str) -> int:

@@ -1,26 +1,39 @@
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='sync_all_columns',
         indexes=[
             {'columns': ['contact_key'], 'unique': True}
-        ]
+        ],
+        pre_hook="{{ core_patch_forget('contact_key', dim_contacts_to_recompute, dim_contacts_upstreams()) }}",
+        post_hook="{{ core_patch_remember(dim_contacts_upstreams()) }}"
     )
 }}
 
 -- Contacts: one row per CRM contact as of the cutoff. E-mail and phone are never stored in plain
 -- text: only their hashes (e-mail lower-cased, phone digits only) and the e-mail's domain.
 -- `role` is the contact's role on its most recently updated deal link (NULL without one).
+-- Incremental: a night recomputes only the contacts whose record or deal links can have changed
+-- since the dimension's last run, and those of a CRM account that can have appeared or disappeared
+-- (macros/core_patch.sql); the candidate schema carries the dimension over.
+-- depends_on: {{ ref('base_files__contacts') }}, {{ ref('base_files__deal_contacts') }}
+-- depends_on: {{ ref('base_files__accounts') }}, {{ ref('stg_files__contacts') }}
+-- depends_on: {{ ref('stg_files__deal_contacts') }}, {{ ref('stg_files__accounts') }}
 
 with
 
 contacts as (
 
     select * from {{ ref('int_contacts_unioned') }}
+    where {{ core_patch_only_changed('contact_key', dim_contacts_upstreams()) }}
 
 ),
 
 deal_contacts as (
 
     select * from {{ ref('int_deal_contacts_unioned') }}
+    where {{ core_patch_only_changed('contact_key', dim_contacts_upstreams()) }}
 
 ),
 

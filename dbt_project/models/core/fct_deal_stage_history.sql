@@ -1,19 +1,41 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='sync_all_columns',
+        indexes=[{'columns': ['deal_key']}],
+        pre_hook="{{ core_patch_forget('deal_key', fct_deal_stage_history_to_recompute, fct_deal_stage_history_upstreams()) }}",
+        post_hook=[
+            "{{ fct_deal_stage_history_rerun_to_cutoff() }}",
+            "{{ core_patch_remember(fct_deal_stage_history_upstreams()) }}"
+        ]
+    )
+}}
+
 -- Stage entries of existing deals before the cutoff: one row per entry of a deal into a stage.
 -- exited_at is the deal's next entry (ties broken by canonical order, then stage id) or, for its last
 -- entry, its close if closed; days_in_stage runs to exited_at, or to the cutoff while the deal is still
 -- in the stage.
+-- Incremental: a night recomputes only the deals whose entries, deal record or stages can have
+-- changed since the fact's last run and, when the as-of date moved, runs the entries without an exit
+-- to the new cutoff (macros/core_patch.sql); the candidate schema carries the fact over.
+-- depends_on: {{ ref('base_files__deal_stage_history') }}, {{ ref('base_files__deals') }}
+-- depends_on: {{ ref('base_files__stages') }}, {{ ref('stg_files__deal_stage_history') }}
+-- depends_on: {{ ref('stg_files__deals') }}, {{ ref('stg_files__stages') }}
 
 with
 
 deal_stage_history as (
 
     select * from {{ ref('int_deal_stage_history_unioned') }}
+    where {{ core_patch_only_changed('deal_key', fct_deal_stage_history_upstreams()) }}
 
 ),
 
 deals as (
 
     select * from {{ ref('int_deals_unioned') }}
+    where {{ core_patch_only_changed('deal_key', fct_deal_stage_history_upstreams()) }}
 
 ),
 
@@ -77,19 +99,11 @@ final as (
             case when deal_closed_at >= entered_at then deal_closed_at end
         ) as exited_at,
         next_entered_at is null and deal_closed_at is null as is_current_stage,
-        round(
-            (
-                extract(epoch from (
-                    coalesce(
-                        next_entered_at,
-                        case when deal_closed_at >= entered_at then deal_closed_at end,
-                        {{ cutoff() }}
-                    )
-                    - entered_at
-                )) / 86400
-            )::numeric,
-            4
-        ) as days_in_stage
+        {{ days_between(
+            'entered_at',
+            "coalesce(next_entered_at, case when deal_closed_at >= entered_at then deal_closed_at end, "
+            ~ cutoff() ~ ")"
+        ) }} as days_in_stage
     from sequenced
 
 )

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='sync_all_columns',
-        indexes=[{'columns': ['activity_id']}],
+        indexes=[{'columns': ['activity_id']}, {'columns': ['activity_key']}],
         pre_hook="{{ latest_versions_forget_changed(ref('base_files__activities'), ['activity_id'], crossing=['occurred_at'], upstream=ref('stg_files__activities')) }}",
         post_hook="{{ latest_versions_remember(ref('base_files__activities'), upstream=ref('stg_files__activities')) }}"
     )
