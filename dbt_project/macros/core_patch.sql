@@ -1,29 +1,31 @@
 {#
-    Incremental core facts (docs/raw-layer.md, "Incremental core facts").
+    Incremental core tables (docs/raw-layer.md, "Incremental core tables"): fct_activities,
+    fct_deal_stage_history and dim_contacts.
 
-    A core fact kept incrementally lives in the candidate schema, which a night no longer builds
-    from nothing: `prepare_candidates` carries the fact over from the last candidate (the one
-    published the night before last, or a candidate a blocked night left), and the model patches it
-    since the state it recorded there. Every row of the fact is a function of one record of its
-    own entity and of whether the records it names exist as of the cutoff, so a night recomputes:
+    Such a table lives in the candidate schema, which a night no longer builds from nothing:
+    `prepare_candidates` carries the table over from the last candidate (the one published the
+    night before last, or a candidate a blocked night left), and the model patches it since the
+    state it recorded there. Every row is a function of a few source records and of whether the
+    records it names exist as of the cutoff, so a night recomputes the keys whose rows depend on:
 
-      - the records of its own entity with a version typed since the fact's watermark, or whose
-        updated_at or event time lies between its last cutoff and tonight's (the staging rule,
-        macros/latest_versions.sql);
-      - the records that name a record of another entity whose existence can have changed by the
-        same rule (a version typed since the watermark, or its updated_at or created_at between the
-        two cutoffs).
+      - a record of the table's own entity with a version typed since the table's watermark, or
+        whose updated_at or event time lies between its last cutoff and tonight's (the staging
+        rule, macros/latest_versions.sql);
+      - a record of another entity whose existence (or, for a deal's stage entries, whose close)
+        can have changed by the same rule (a version typed since the watermark, or its updated_at,
+        created_at or closed_at between the two cutoffs).
 
     The pre-hook lists the keys to recompute in a temporary table and deletes their rows; the model
-    then inserts the rows of those keys that exist tonight.
+    then inserts the rows of those keys that exist tonight. fct_deal_stage_history also moves the
+    entries without an exit on to tonight's cutoff (a post-hook).
 
     The state (watermark, as-of date, checksum, whether the table has rows) is recorded in the
     table comment, as for the staging models, with two differences:
-      - the checksum covers the SQL of the model and of every model it descends from, so that a
-        change of any upstream rule (when a deal exists, say) rebuilds the fact in full;
+      - the checksum covers the SQL of the model and of every model and seed it descends from, so
+        that a change of any upstream rule (when a deal exists, say) rebuilds the table in full;
       - the watermark is the highest watermark of the staging models it reads, which must all have
         been built for tonight's as-of date; otherwise no state is recorded and the next run
-        rebuilds the fact in full.
+        rebuilds the table in full.
 #}
 
 {# An md5 of the SQL checksums of the model and of every model and seed it descends from. #}
