@@ -95,6 +95,9 @@ def b2b_sales_nightly() -> None:
             emit_datasets=False,
         ),
         operator_args={
+            # no debug log file: cosmos runs dbt in a temporary copy of the project and deletes
+            # it, log file and all, when the task ends (the task log keeps dbt's info lines)
+            "dbt_cmd_flags": ["--log-level-file", "none"],
             "vars": {
                 "as_of_date": "{{ " + NIGHT + "['as_of_date'] }}",
                 "core_schema": "core__candidate",

@@ -83,6 +83,9 @@ def test_dbt_runs_once_in_a_producer_that_every_model_task_watches(dagbag) -> No
     # the producer builds models and the seed, the tests run once in their own task afterwards
     flags = producer.dbt_cmd_flags or []
     assert "--resource-type" in flags and "test" not in flags
+    # and writes no debug log file into the temporary project copy cosmos deletes afterwards
+    assert flags[flags.index("--log-level-file") + 1] == "none"
+    assert tasks["dbt.dbt_project_test"].dbt_cmd_flags == ["--log-level-file", "none"]
     assert tasks["dbt.dbt_project_test"].downstream_task_ids == {"quality_gate"}
     # the test task leaves to the gate the key checks it runs itself (tests/quality/test_suites.py)
     assert tasks["dbt.dbt_project_test"].exclude == "tag:checked_by_gate"

@@ -177,9 +177,15 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
         changed = re.sub('"checksum" ?: ?"[^"]*"', '"checksum": "another lineage"', comment)
         assert changed != comment
         conn.execute(sql.SQL("comment on table {} is {}").format(sql.SQL(FCT_ACTIVITIES), sql.Literal(changed)))
+    # and it lacks the index it declares (as does a table carried over from the star of an older
+    # version, which dbt did not create with it): the rebuild creates it, and so does a patch
+    drop_indexes(warehouse, FCT_ACTIVITIES)
     relineaged = build(warehouse, END, tmp_path, select=["fct_activities"])
     assert rows_inserted(relineaged, "fct_activities") == row_count(warehouse, FCT_ACTIVITIES)
+    assert index_definitions(warehouse, FCT_ACTIVITIES) == ["btree (activity_key)"]
+    drop_indexes(warehouse, FCT_ACTIVITIES)
     assert rows_inserted(build(warehouse, END, tmp_path, select=["fct_activities"]), "fct_activities") == 0
+    assert index_definitions(warehouse, FCT_ACTIVITIES) == ["btree (activity_key)"]
     assert fingerprint(warehouse, ("core__candidate",))[FCT_ACTIVITIES] == moved_fact
 
     # an intermediate model built for another night than the staging model it reads is rebuilt in
@@ -266,6 +272,28 @@ def activity_deal(dsn: str, activity_id: str) -> tuple:
 
 def deal_count(dsn: str) -> int:
     return row_count(dsn, "staging.stg_files__deals")
+
+
+def index_definitions(dsn: str, table: str) -> list[str]:
+    """The indexes of `table`, each as its access method and columns."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "select regexp_replace(pg_get_indexdef(indexrelid), '^.* USING ', '') from pg_index "
+            "where indrelid = %s::regclass order by 1",
+            (table,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def drop_indexes(dsn: str, table: str) -> None:
+    """Drop every index of `table` (as if an older version had created it without them)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        names = conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = %s::regclass", (table,)
+        ).fetchall()
+        assert names, f"{table} has no index"
+        for (name,) in names:
+            conn.execute(sql.SQL("drop index {}").format(sql.SQL(name)))
 
 
 def row_count(dsn: str, table: str) -> int:
