@@ -180,12 +180,16 @@ def test_nightly_increments_equal_a_full_rebuild(warehouse: str, tmp_path: Path)
     # and it lacks the index it declares (as does a table carried over from the star of an older
     # version, which dbt did not create with it): the rebuild creates it, and so does a patch
     drop_indexes(warehouse, FCT_ACTIVITIES)
+    analyzed = analyze_count(warehouse, FCT_ACTIVITIES)
     relineaged = build(warehouse, END, tmp_path, select=["fct_activities"])
     assert rows_inserted(relineaged, "fct_activities") == row_count(warehouse, FCT_ACTIVITIES)
     assert index_definitions(warehouse, FCT_ACTIVITIES) == ["btree (activity_key)"]
+    # rebuilt, it was analyzed; patched with no change, it is not sampled again
+    assert analyze_count(warehouse, FCT_ACTIVITIES) == analyzed + 1
     drop_indexes(warehouse, FCT_ACTIVITIES)
     assert rows_inserted(build(warehouse, END, tmp_path, select=["fct_activities"]), "fct_activities") == 0
     assert index_definitions(warehouse, FCT_ACTIVITIES) == ["btree (activity_key)"]
+    assert analyze_count(warehouse, FCT_ACTIVITIES) == analyzed + 1
     assert fingerprint(warehouse, ("core__candidate",))[FCT_ACTIVITIES] == moved_fact
 
     # an intermediate model built for another night than the staging model it reads is rebuilt in
@@ -294,6 +298,14 @@ def drop_indexes(dsn: str, table: str) -> None:
         assert names, f"{table} has no index"
         for (name,) in names:
             conn.execute(sql.SQL("drop index {}").format(sql.SQL(name)))
+
+
+def analyze_count(dsn: str, table: str) -> int:
+    """How many times `table` was analyzed by an ANALYZE statement (autovacuum's analyzes not counted)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "select analyze_count from pg_stat_user_tables where relid = %s::regclass", (table,)
+        ).fetchone()[0]
 
 
 def row_count(dsn: str, table: str) -> int:
