@@ -36,6 +36,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from b2b_pipeline.filedrop.reader import (
     FileRefused,
     chunks,
     open_binary,
+    read_ahead,
     read_csv_header,
     sha256_of,
 )
@@ -421,13 +423,16 @@ def _stream_copy(
 ) -> int:
     """COPY `data` (the file's bytes, as a rule) through `statement`; the number of rows copied.
 
+    `data` is produced on a thread of its own (`read_ahead`), so that the client's work on
+    it (reading, hashing, transcoding) runs while the server COPYs what came before.
+
     Text that is not UTF-8, or (with `refuse_bad_data`) not readable as CSV, refuses the
     file; with `refuse_bad_data` false every data error is the caller's to handle.
     """
     try:
-        with conn.cursor() as cur:
+        with conn.cursor() as cur, closing(read_ahead(data)) as ahead:
             with cur.copy(statement) as copy:
-                for chunk in data:
+                for chunk in ahead:
                     copy.write(chunk)
             return cur.rowcount
     except errors.BadCopyFileFormat:

@@ -10,14 +10,19 @@ import csv
 import gzip
 import hashlib
 import io
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from queue import Empty, Full, Queue
+from typing import BinaryIO, TypeVar
 
 BOM = b"\xef\xbb\xbf"
 CHUNK = 1 << 20
 HEADER_LIMIT = 1 << 20  # a header longer than 1 MiB is not a header
+READ_AHEAD = 4  # items `read_ahead` holds ready for its consumer at most
+
+T = TypeVar("T")
 
 
 class FileRefused(Exception):
@@ -38,6 +43,60 @@ def sha256_of(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_ahead(items: Iterable[T], depth: int = READ_AHEAD) -> Iterator[T]:
+    """`items`, produced on a thread of their own up to `depth` ahead of the consumer.
+
+    The loader's COPY is the server's work; reading, hashing and transcoding the file
+    are the client's. Run on their own thread they overlap the COPY instead of
+    alternating with it (file reads, hashing and the socket release the GIL). An
+    exception raised producing an item is raised here, in its place. Close the
+    iterator (`contextlib.closing`) to stop the producer when the consumer stops early.
+    """
+    queue: Queue[tuple[bool, object]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                if not put((False, item)):
+                    return
+            put((True, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((True, exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="b2b-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            done, value = queue.get()
+            if done:
+                if value is not None:
+                    raise value  # type: ignore[misc]
+                return
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a producer blocked on a full queue see `stop`
+            try:
+                queue.get_nowait()
+            except Empty:
+                thread.join(0.1)
 
 
 class _HashingReader:
