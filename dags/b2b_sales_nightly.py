@@ -19,6 +19,12 @@ from b2b_pipeline.orchestration.connection import WAREHOUSE_CONN_ID
 from b2b_pipeline.orchestration.dbt_profile import WarehouseProfileMapping
 from b2b_pipeline.orchestration.dbt_watcher import run_producer_first
 from b2b_pipeline.orchestration.project import dbt_manifest_path, dbt_project_path
+from b2b_pipeline.orchestration.task_guard import (
+    hold_night,
+    release_night_on_failure,
+    release_night_on_retry,
+    release_night_on_success,
+)
 from b2b_pipeline.transform.dbt_runner import GATE_CHECKED_TESTS, dbt_threads
 
 PUBLISHED_MARTS = Asset(name="b2b_published_marts", uri="b2b://warehouse/marts")
@@ -37,7 +43,12 @@ NIGHT = "ti.xcom_pull(task_ids='resolve_night')"
     default_args={
         "owner": "data-engineering",
         "retries": 0,
-        "on_failure_callback": notify_failure,
+        # every task, cosmos's included, holds the warehouse's night lock while it runs
+        # (one night at a time per warehouse); the lease ends with the last task or a final failure
+        "pre_execute": hold_night,
+        "on_success_callback": release_night_on_success,
+        "on_retry_callback": release_night_on_retry,
+        "on_failure_callback": [notify_failure, release_night_on_failure],
     },
 )
 def b2b_sales_nightly() -> None:
@@ -54,9 +65,12 @@ def b2b_sales_nightly() -> None:
         """Load the night's new files of one source system into raw_files."""
         from b2b_pipeline.nightly import Night
         from b2b_pipeline.nightly import extract as extract_system
+        from b2b_pipeline.orchestration.task_guard import permanent_failures_not_retried
         from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
 
-        return extract_system(WarehouseHook().get_dsn(), Night.from_dict(night), system)
+        # a wrong login, a missing database or drop folder fail at once: retries are for what heals
+        with permanent_failures_not_retried():
+            return extract_system(WarehouseHook().get_dsn(), Night.from_dict(night), system)
 
     @task
     def prepare_candidates() -> None:

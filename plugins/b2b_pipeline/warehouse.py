@@ -116,6 +116,43 @@ def connect(dsn: str, **kwargs: object) -> psycopg.Connection:
     return psycopg.connect(dsn, options="-c timezone=UTC", **kwargs)  # type: ignore[arg-type]
 
 
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be used: unreachable, no such database, or the login is refused."""
+
+
+# SQLSTATEs of connection failures that no retry heals: wrong login or password, no such
+# database or role, not allowed to connect
+PERMANENT_SQLSTATES = frozenset({"28000", "28P01", "3D000", "42501"})
+PERMANENT_MESSAGES = ("does not exist", "password authentication failed", "authentication failed", "no password")
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a warehouse error is one that retrying cannot heal (authentication, a missing database)."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if getattr(exc, "sqlstate", None) in PERMANENT_SQLSTATES:
+        return True
+    text = str(exc)
+    return isinstance(exc, psycopg.OperationalError) and any(m in text for m in PERMANENT_MESSAGES)
+
+
+def check_warehouse(dsn: str, timeout: int = 10) -> None:
+    """Connect and run `select 1` within `timeout` seconds; WarehouseUnavailable with the cause in one line."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout, autocommit=True) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as exc:
+        raise WarehouseUnavailable(f"cannot use the warehouse {redact(dsn)}: {one_line(exc)}") from exc
+
+
+def one_line(exc: BaseException | str) -> str:
+    """An error's message on one line (PostgreSQL's are several: the error, DETAIL, HINT)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    if not text and isinstance(exc, BaseException):
+        return type(exc).__name__
+    return text
+
+
 def redact(dsn: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(dsn)

@@ -24,11 +24,13 @@ from b2b_pipeline.nightly import Night
 from b2b_pipeline.orchestration.connection import connection_json
 from b2b_pipeline.orchestration.project import dags_folder, ensure_manifest
 from b2b_pipeline.quality.report import gate_result_path
+from b2b_pipeline.warehouse import one_line
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "b2b_sales_nightly"
 TaskCallback = Callable[[str, str], None]  # (task_id, "running" | "success" | "failed" | "skipped")
+MAX_CAUSE = 400  # characters of a failed task's error shown as the night's cause
 
 
 @dataclass
@@ -94,19 +96,27 @@ def logical_date_for(as_of: date) -> datetime:
 
 
 class _TaskProgress:
-    """An Airflow listener that reports task states to a callback."""
+    """An Airflow listener that reports task states to a callback and keeps each failed task's error."""
 
-    def __init__(self, callback: TaskCallback) -> None:
+    def __init__(self, callback: TaskCallback | None) -> None:
         self.callback = callback
+        self.errors: dict[str, str] = {}  # task id -> the cause of its (last) failure, in one line
 
     def _report(self, task_instance: Any, state: str) -> None:
+        if self.callback is None:
+            return
         try:
             self.callback(task_instance.task_id, state)
         except Exception:  # progress output must never break the night
             log.exception("progress callback failed")
 
+    def _failed(self, task_instance: Any, error: Any) -> None:
+        if error is not None:
+            self.errors[task_instance.task_id] = one_line(error)[:MAX_CAUSE]
+        self._report(task_instance, "failed")
 
-def _listener(callback: TaskCallback) -> object:
+
+def _listener(callback: TaskCallback | None) -> _TaskProgress:
     from airflow.sdk._shared.listeners import hookimpl
 
     class Listener(_TaskProgress):
@@ -120,7 +130,7 @@ def _listener(callback: TaskCallback) -> object:
 
         @hookimpl
         def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
-            self._report(task_instance, "failed")
+            self._failed(task_instance, error)
 
     return Listener(callback)
 
@@ -144,10 +154,18 @@ def run_night(home: Path, dsn: str, night: Night, on_task: TaskCallback | None =
     """Execute the DAG for one night and say how it ended."""
     ensure_manifest(dsn)
     prepare_airflow(home, dsn)
-    if on_task is not None:
-        from airflow.sdk.listener import get_listener_manager
+    from airflow.sdk.listener import get_listener_manager
 
-        get_listener_manager().add_listener(_listener(on_task))
+    listener = _listener(on_task)
+    manager = get_listener_manager()
+    manager.add_listener(listener)
+    try:
+        return _test_dag(home, night, listener)
+    finally:
+        manager.pm.unregister(listener)
+
+
+def _test_dag(home: Path, night: Night, listener: _TaskProgress) -> NightOutcome:
     gate_file = gate_result_path(home, night.as_of)
     gate_file.unlink(missing_ok=True)
     dag = load_dag()
@@ -165,15 +183,20 @@ def run_night(home: Path, dsn: str, night: Night, on_task: TaskCallback | None =
         state = "blocked"
     else:
         state = "failed"
-    error = None if state == "published" else _failure_summary(tasks, run_state)
+    error = None if state == "published" else _failure_summary(tasks, run_state, listener.errors)
     return NightOutcome(night=night, state=state, tasks=tasks, seconds=seconds, gate=gate, error=error)
 
 
-def _failure_summary(tasks: dict[str, str], run_state: str) -> str:
-    """Which tasks failed, and how many did not run because of them (not all sixty dbt tasks by name)."""
+def _failure_summary(tasks: dict[str, str], run_state: str, errors: dict[str, str] | None = None) -> str:
+    """One line: the cause (the first failed task's error), which tasks failed, and how many did not
+    run because of them (not all sixty dbt tasks by name)."""
     failed = sorted(t for t, s in tasks.items() if s == "failed")
     not_run = sum(1 for s in tasks.values() if s == "upstream_failed")
     message = f"tasks failed: {', '.join(failed)}" if failed else f"the run ended {run_state}"
     if not_run:
         message += f" ({not_run} tasks after them did not run)"
+    causes = [(t, (errors or {}).get(t)) for t in failed]
+    cause = next(((t, c) for t, c in causes if c), None)
+    if cause is not None:
+        message = f"{cause[0]}: {cause[1]} — {message}"
     return message

@@ -1,0 +1,101 @@
+"""What every task of the nightly DAG does around its work: hold the night lock, fail fast on what cannot heal.
+
+Wired in the DAG's `default_args`, so that it applies to every task, cosmos's dbt tasks
+included: `hold_night` as the `pre_execute` hook (its exception fails the task, unlike an
+`on_execute_callback`'s), `release_night_*` as the success, retry and failure callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from b2b_pipeline.warehouse import is_permanent, one_line
+
+log = logging.getLogger(__name__)
+
+LAST_TASK = "report"  # the night ends with it: its success frees the warehouse's lease
+# errors that no retry heals, besides the warehouse's own (authentication, a missing database)
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+)
+
+_holding: set[tuple[str, str, str, int]] = set()  # the task instances of this process holding the lock
+
+
+def _fail(message: str) -> BaseException:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+@contextmanager
+def permanent_failures_not_retried() -> Iterator[None]:
+    """Turn an error that a retry cannot heal into AirflowFailException (the task fails, no retry),
+    with the cause in one line."""
+    try:
+        yield
+    except Exception as exc:
+        if is_permanent(exc) or isinstance(exc, PERMANENT_ERRORS):
+            raise _fail(one_line(exc)) from exc
+        raise
+
+
+def _key(context: Any) -> tuple[str, str, str, int]:
+    ti = context["ti"]
+    return (ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1) or -1)
+
+
+def night_name(context: Any) -> str:
+    """The as-of date of the context's run (its conf, else its data interval), for the lock's messages."""
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) or {}
+    if conf.get("as_of_date"):
+        return str(conf["as_of_date"])
+    end = context.get("data_interval_end")
+    return (end - timedelta(days=1)).date().isoformat() if end is not None else "unknown"
+
+
+def hold_night(context: Any) -> None:
+    """`pre_execute`: take the warehouse's night lock for this task's run (waiting while another
+    run holds it). Within `b2b run` the CLI holds it already, in this process, and this is a no-op."""
+    from b2b_pipeline.night_lock import acquire, holds_lock
+    from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+
+    if holds_lock():
+        return
+    ti = context["ti"]
+    with permanent_failures_not_retried():
+        acquire(WarehouseHook().get_dsn(), ti.run_id, night_name(context), wait=True)
+    _holding.add(_key(context))
+
+
+def _release(context: Any, end_night: bool) -> None:
+    from b2b_pipeline.night_lock import release
+
+    key = _key(context)
+    if key not in _holding:
+        return
+    _holding.discard(key)
+    release(end_night=end_night)
+
+
+def release_night_on_success(context: Any) -> None:
+    """`on_success_callback`: give the lock back; the last task's success ends the night's lease."""
+    _release(context, end_night=context["ti"].task_id == LAST_TASK)
+
+
+def release_night_on_retry(context: Any) -> None:
+    """`on_retry_callback`: give the lock back, keeping the lease (the run goes on)."""
+    _release(context, end_night=False)
+
+
+def release_night_on_failure(context: Any) -> None:
+    """`on_failure_callback`: a task failed for good, so the run is over: give back the lock and the lease."""
+    _release(context, end_night=True)
