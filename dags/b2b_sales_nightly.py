@@ -136,7 +136,7 @@ def b2b_sales_nightly() -> None:
         from b2b_pipeline.publish import publish as swap
 
         result = swap(WarehouseHook().get_dsn())
-        return {"schemas": list(result.schemas), "tables": result.tables}
+        return {"schemas": list(result.schemas), "tables": result.tables, "cancelled_readers": list(result.cancelled)}
 
     @task
     def summary(night: dict[str, str]) -> dict:

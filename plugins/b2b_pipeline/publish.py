@@ -16,12 +16,15 @@ unpublished or else from `<schema>__previous`, and drops everything else.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
+from b2b_pipeline.config import publish_cancel_readers, publish_wait_seconds
 from b2b_pipeline.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class PublishError(RuntimeError):
 class PublishResult:
     schemas: tuple[str, ...]
     tables: int
+    cancelled: tuple[str, ...] = ()  # the readers cancelled because they held the swap up too long
 
 
 def prepare_candidates(dsn: str, schemas: tuple[str, ...] = PUBLISHED_SCHEMAS) -> None:
@@ -140,26 +144,108 @@ def grant_bi_reader(conn: psycopg.Connection, schemas: tuple[str, ...] = PUBLISH
             conn.execute(sql.SQL("revoke all on table {} from {}").format(sql.Identifier(schema, table), reader))
 
 
-def publish(dsn: str, schemas: tuple[str, ...] = PUBLISHED_SCHEMAS, *, lock_timeout: str = "30s") -> PublishResult:
-    """Swap every candidate schema in, atomically. Raises PublishError when a candidate is missing."""
-    with connect(dsn) as conn:
+def publish(
+    dsn: str,
+    schemas: tuple[str, ...] = PUBLISHED_SCHEMAS,
+    *,
+    lock_timeout: str = "2s",
+    wait_seconds: float | None = None,
+    cancel_readers: bool | None = None,
+) -> PublishResult:
+    """Swap every candidate schema in, atomically. Raises PublishError when a candidate is missing.
+
+    The swap drops the schemas published the night before last, whose tables a long BI query may
+    still be reading. Each try waits at most `lock_timeout` for its locks (so that BI queries queued
+    behind it stall no longer than that), then it tries again, for `wait_seconds`
+    (`B2B_PUBLISH_WAIT_SECONDS`); past that, the reading sessions in its way are cancelled (an idle
+    transaction is ended) and named in the result and the log, unless `cancel_readers` is false
+    (`B2B_PUBLISH_CANCEL_READERS`), when the night fails naming them. Readers never see a mix.
+    """
+    wait = publish_wait_seconds() if wait_seconds is None else wait_seconds
+    cancel = publish_cancel_readers() if cancel_readers is None else cancel_readers
+    deadline = time.monotonic() + wait
+    cancelled: list[str] = []
+    pause = 0.5
+    rounds = 0  # of cancelling the readers in the way
+    with connect(dsn, autocommit=True) as conn:
         missing = [candidate(s) for s in schemas if not _schema_exists(conn, candidate(s))]
         if missing:
             raise PublishError(f"nothing to publish: candidate schema(s) {', '.join(missing)} missing")
-        with conn.transaction():
-            # a long BI query holding a lock on a published table must not stall the night forever
-            conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(lock_timeout)))
-            ensure_bi_reader(conn)
-            for schema in schemas:
-                published, cand, prev = (sql.Identifier(x) for x in (schema, candidate(schema), previous(schema)))
-                conn.execute(sql.SQL("drop schema if exists {} cascade").format(prev))
-                if _schema_exists(conn, schema):
-                    conn.execute(sql.SQL("alter schema {} rename to {}").format(published, prev))
-                    conn.execute(sql.SQL("revoke all on schema {} from {}").format(prev, sql.Identifier(BI_READER)))
-                conn.execute(sql.SQL("alter schema {} rename to {}").format(cand, published))
-            grant_bi_reader(conn, schemas)
-            tables = conn.execute(
-                "select count(*) from pg_tables where schemaname = any(%s)", (list(schemas),)
-            ).fetchone()[0]  # type: ignore[index]
+        for attempt in itertools.count(1):
+            try:
+                tables = _swap(conn, schemas, lock_timeout)
+                break
+            except psycopg.errors.LockNotAvailable:
+                readers = _readers_in_the_way(conn, schemas)
+                shown = "; ".join(r.describe() for r in readers) or "sessions that have since ended"
+                if time.monotonic() < deadline:
+                    log.warning("publish: try %s waits for readers of the published tables: %s", attempt, shown)
+                    time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                    pause = min(pause * 2, 10.0)
+                    continue
+                rounds += 1
+                if not cancel or rounds > CANCEL_TRIES:
+                    raise PublishError(
+                        f"could not publish: after {wait:g} s readers still hold the published tables: {shown}"
+                    ) from None
+                for reader in readers:
+                    reader.stop(conn)
+                    cancelled.append(reader.describe())
+                    log.warning("publish: cancelled a reader in the way after %g s: %s", wait, reader.describe())
+                time.sleep(0.2)
     log.info("published %s (%s tables)", ", ".join(schemas), tables)
-    return PublishResult(schemas=schemas, tables=tables)
+    return PublishResult(schemas=schemas, tables=tables, cancelled=tuple(cancelled))
+
+
+CANCEL_TRIES = 3  # rounds of cancelling the readers in the way before the night gives up
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A session holding a lock on a table of the schemas a publish replaces."""
+
+    pid: int
+    user: str
+    application: str
+    state: str
+    since: str
+    query: str
+
+    def describe(self) -> str:
+        app = f" ({self.application})" if self.application else ""
+        return f"pid {self.pid}, user {self.user}{app}, {self.state} since {self.since}: {self.query[:80]!r}"
+
+    def stop(self, conn: psycopg.Connection) -> None:
+        """Cancel its query; a session idle in a transaction has none running, and is ended instead."""
+        stop = "pg_terminate_backend" if self.state.startswith("idle in transaction") else "pg_cancel_backend"
+        conn.execute(sql.SQL("select {}(%s)").format(sql.Identifier(stop)), (self.pid,))
+
+
+def _readers_in_the_way(conn: psycopg.Connection, schemas: tuple[str, ...]) -> list[Reader]:
+    names = [n for s in schemas for n in (s, previous(s))]
+    rows = conn.execute(
+        "select distinct a.pid, coalesce(a.usename, ''), coalesce(a.application_name, ''), coalesce(a.state, ''), "
+        "to_char(coalesce(a.query_start, a.xact_start) at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'), "
+        "coalesce(a.query, '') from pg_locks l "
+        "join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace "
+        "join pg_stat_activity a on a.pid = l.pid "
+        "where n.nspname = any(%s) and l.pid <> pg_backend_pid() and l.granted order by a.pid",
+        (names,),
+    ).fetchall()
+    return [Reader(*row) for row in rows]
+
+
+def _swap(conn: psycopg.Connection, schemas: tuple[str, ...], lock_timeout: str) -> int:
+    """One try of the swap, in one transaction; the count of published tables."""
+    with conn.transaction():
+        conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(lock_timeout)))
+        ensure_bi_reader(conn)
+        for schema in schemas:
+            published, cand, prev = (sql.Identifier(x) for x in (schema, candidate(schema), previous(schema)))
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(prev))
+            if _schema_exists(conn, schema):
+                conn.execute(sql.SQL("alter schema {} rename to {}").format(published, prev))
+                conn.execute(sql.SQL("revoke all on schema {} from {}").format(prev, sql.Identifier(BI_READER)))
+            conn.execute(sql.SQL("alter schema {} rename to {}").format(cand, published))
+        grant_bi_reader(conn, schemas)
+        return conn.execute("select count(*) from pg_tables where schemaname = any(%s)", (list(schemas),)).fetchone()[0]  # type: ignore[index]
