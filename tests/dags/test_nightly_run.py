@@ -94,6 +94,9 @@ def test_publish_rerun_and_blocked_night(warehouse: str, tmp_path: Path) -> None
     broken = b2b_run(home, warehouse, bad_day, drop, B2B_DBT_PROJECT_DIR=str(project))
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "dbt.dbt_producer_watcher" in broken.stdout + broken.stderr
+    # the cause on one line of the output, first the task whose error it is
+    failed = [line for line in broken.stderr.splitlines() if line.startswith("Failed")]
+    assert len(failed) == 1 and failed[0].startswith("Failed: dbt.dbt_producer_watcher: "), broken.stderr
     assert "Blocked" not in broken.stderr
     night_log = (home / "logs" / f"night-{bad_day.isoformat()}.log").read_text()
     assert "zz_broken" in night_log and "division by zero" in night_log

@@ -8,11 +8,14 @@ included: `hold_night` as the `pre_execute` hook (its exception fails the task, 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from b2b_pipeline.config import FAULT_KILL_AT_ENV, fault_kill_at
 from b2b_pipeline.warehouse import is_permanent, one_line
 
 log = logging.getLogger(__name__)
@@ -68,9 +71,12 @@ def hold_night(context: Any) -> None:
     from b2b_pipeline.night_lock import acquire, holds_lock
     from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
 
+    ti = context["ti"]
+    if fault_kill_at() == ti.task_id:
+        log.warning("%s=%s: this process kills itself as the task starts", FAULT_KILL_AT_ENV, ti.task_id)
+        os.kill(os.getpid(), signal.SIGKILL)
     if holds_lock():
         return
-    ti = context["ti"]
     with permanent_failures_not_retried():
         acquire(WarehouseHook().get_dsn(), ti.run_id, night_name(context), wait=True)
     _holding.add(_key(context))
