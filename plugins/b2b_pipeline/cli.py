@@ -7,21 +7,24 @@ import logging
 import os
 import sys
 from datetime import date
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from b2b_pipeline.cli_support import parse_date, resolve_warehouse
+from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
 from b2b_pipeline.config import b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
+from b2b_pipeline.filedrop.spec import SYSTEMS
 from b2b_pipeline.nightly import Night
 from b2b_pipeline.quality.commands import gate_app
-from b2b_pipeline.warehouse import redact, warehouse_dsn
+from b2b_pipeline.warehouse import WarehouseUnavailable, check_warehouse, one_line, redact, warehouse_dsn
 
 app = typer.Typer(
     help="B2B sales analytics: extract CRM and billing exports, build the star schema and metric marts.",
@@ -39,6 +42,8 @@ DEMO_END = date(2026, 11, 25)
 DEMO_NIGHTLY_DAYS = 7
 DEMO_ERROR_RATE = 0.0005
 REPORTING_CURRENCY = "RUB"  # the dbt var reporting_currency's default
+# the values of `b2b load --system`: an unknown one is a usage error (exit 2), not an empty batch
+System = Enum("System", {name: name for name in SYSTEMS}, type=str)
 
 
 @app.callback()
@@ -63,11 +68,18 @@ def generate(
     error_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of rows made malformed (for quarantine demos).")
     ] = 0.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the drop --out already holds (its crm/ and billing/ folders).")
+    ] = False,
 ) -> None:
-    """Write the file drop of a synthetic B2B seller (CRM and billing exports)."""
-    summary = _generate(
-        out, seed, accounts, _date(start, "--start"), _date(end, "--end"), nightly_days, gzip, error_rate
-    )
+    """Write the file drop of a synthetic B2B seller (CRM and billing exports).
+
+    Refuses (exit 1, nothing written or deleted) a folder that already holds a drop, unless --force.
+    """
+    first, last = _date(start, "--start"), _date(end, "--end")
+    if not force:
+        _refuse_existing_drop(out)
+    summary = _generate(out, seed, accounts, first, last, nightly_days, gzip, error_rate)
     table = Table(title=f"Generated {out}")
     table.add_column("entity")
     table.add_column("rows", justify="right")
@@ -81,12 +93,13 @@ def generate(
 def load(
     source_dir: Annotated[Path, typer.Option(help="The drop root (holding crm/ and billing/).")],
     system: Annotated[
-        list[str] | None, typer.Option(help="Load only this source system (crm, billing); repeatable.")
+        list[System] | None,
+        typer.Option(case_sensitive=False, help="Load only this source system; repeatable."),
     ] = None,
 ) -> None:
     """Extract & load a file drop into the warehouse's raw_files schema (new files only)."""
     dsn = _dsn()
-    report = _load(dsn, source_dir, tuple(system) if system else None)
+    report = _load(dsn, source_dir, tuple(s.value for s in system) if system else None)
     _print_load_report(report)
     if report.refusals:
         raise typer.Exit(1)
@@ -98,9 +111,15 @@ def run(
         str, typer.Option("--date", help="The night's as-of date D (it counts data before D+1 00:00 UTC).")
     ],
     source_dir: Annotated[Path, typer.Option(help="The drop root (holding crm/ and billing/).")],
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="When another night is running on the warehouse or B2B_HOME, exit 1 at once."),
+    ] = False,
 ) -> None:
     """Run one night through the real Airflow DAG: extract, dbt, quality gate, publish, summary.
 
+    One night at a time per warehouse and per B2B_HOME: while another runs, this one waits
+    (saying which night it waits for), or with --no-wait exits 1 at once.
     Exits 0 when the night published, 2 when the quality gate blocked it (the published
     marts stay as they were), 1 on any other error.
     """
@@ -108,7 +127,7 @@ def run(
     if not night.source_dir.is_dir():
         err.print(f"[red]error:[/red] the drop folder {night.source_dir} does not exist")
         raise typer.Exit(1)
-    raise typer.Exit(_run_night(night))
+    raise typer.Exit(_run_night(night, wait=not no_wait))
 
 
 @app.command()
@@ -167,8 +186,8 @@ def report(
     as_of = _date(date_, "--date") if date_ else None
     try:
         path = report_command(as_of, dbt_docs=docs, dsn=_dsn())
-    except ReportError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except ReportError as exc:  # no published night, or --date names a night that never ran
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
     console.print(f"Report: {path}")
 
@@ -203,6 +222,26 @@ def _dsn() -> str:
     return resolve_warehouse(console, err)
 
 
+DEMO_COMPLETE = ".complete"  # `b2b demo`'s marker in its drop folder: the drop was generated to the end
+
+
+def _refuse_existing_drop(out: Path) -> None:
+    """Exit 1, touching nothing, when `out` already holds a file drop (or the demo's marker)."""
+    from b2b_pipeline.generate import existing_drop
+
+    found = existing_drop(out)
+    if (out / DEMO_COMPLETE).exists():
+        found.append(out / DEMO_COMPLETE)
+    if found:
+        shown = ", ".join(p.relative_to(out).as_posix() for p in found[:3]) + (", ..." if len(found) > 3 else "")
+        err.print(
+            f"[red]error:[/red] {out} already holds a file drop ({len(found):,} files: {shown}); nothing was "
+            "written. --force replaces it (removes its crm/ and billing/ folders first), or choose another --out.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
 def _generate(
     out: Path,
     seed: int,
@@ -213,10 +252,24 @@ def _generate(
     gzip: bool,
     error_rate: float,
 ):
-    from b2b_pipeline.generate import generate_company
+    """Generate the drop into `out`, replacing whatever drop it holds (its crm/, billing/ and markers).
+
+    The `generate` command refuses an existing drop before calling this unless --force; `b2b demo`
+    calls it only when its drop lacks DEMO_COMPLETE, so a drop half-written by a killed run is replaced.
+    """
+    from b2b_pipeline.generate import check_arguments, generate_company, remove_drop
 
     if end < start:
         raise typer.BadParameter("--end is before --start")
+    try:
+        check_arguments(accounts=accounts, start=start, end=end, nightly_days=nightly_days, error_rate=error_rate)
+        (out / DEMO_COMPLETE).unlink(missing_ok=True)  # first: a drop being replaced is no complete demo drop
+        removed = remove_drop(out)
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if removed:
+        console.print(f"Replacing the file drop in {out}: removed {removed:,} files of crm/ and billing/.")
     with Progress(
         TextColumn("[bold]generating[/bold] {task.description}"),
         BarColumn(),
@@ -260,7 +313,8 @@ def _load(dsn: str, source_dir: Path, systems: tuple[str, ...] | None) -> LoadRe
             bar.update(tasks[file], completed=done)
 
         try:
-            return load_drop(dsn, source_dir, systems=systems, progress=progress)
+            with warehouse_night_lock(dsn, "b2b-load", "a manual load", err):
+                return load_drop(dsn, source_dir, systems=systems, progress=progress)
         except FileNotFoundError as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
@@ -311,12 +365,45 @@ def _print_warehouse_totals(dsn: str) -> None:
 TASK_STYLE = {"running": "yellow", "success": "green", "failed": "red", "skipped": "dim"}
 
 
-def _run_night(night: Night) -> int:
-    """Run the night through the DAG with per-task progress; print the outcome; the exit code."""
-    from b2b_pipeline.orchestration.local_airflow import run_night
+def _run_night(night: Night, wait: bool = True) -> int:
+    """Run the night through the DAG with per-task progress; print the outcome; the exit code.
+
+    The warehouse is checked first (a wrong URL, login or database fails in seconds, with the
+    cause); then the night holds B2B_HOME's lock and the warehouse's night lock until it ends.
+    """
+    from b2b_pipeline.night_lock import HomeLockBusy, NightLockBusy, home_lock, new_run_id, night_lock
 
     home = b2b_home()
     dsn = _dsn()
+    try:
+        check_warehouse(dsn)
+    except WarehouseUnavailable as exc:
+        err.print(f"[red]Failed[/red]: {escape(str(exc))}", soft_wrap=True)
+        return 1
+    name = night.as_of.isoformat()
+    try:
+        with (
+            home_lock(home, name, wait=wait, on_wait=lambda m: err.print(f"Waiting: {escape(m)}")),
+            night_lock(
+                dsn,
+                new_run_id("b2b-run"),
+                name,
+                wait=wait,
+                on_wait=lambda h: err.print(f"Waiting: another night is running on the warehouse: {h.describe()}"),
+            ),
+        ):
+            return _run_locked_night(night, home, dsn)
+    except (HomeLockBusy, NightLockBusy) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 1
+    except psycopg.Error as exc:  # the warehouse went away while the lock was taken or given back
+        err.print(f"[red]Failed[/red]: the warehouse {redact(dsn)}: {escape(one_line(exc))}", soft_wrap=True)
+        return 1
+
+
+def _run_locked_night(night: Night, home: Path, dsn: str) -> int:
+    from b2b_pipeline.orchestration.local_airflow import run_night
+
     log_file = home / "logs" / f"night-{night.as_of.isoformat()}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"Night {night.as_of} from {night.source_dir}; Airflow's log: {log_file}")
@@ -338,7 +425,9 @@ def _run_night(night: Night) -> int:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             outcome = run_night(home, dsn, night, on_task)
     except Exception as exc:
-        err.print(f"[red]error:[/red] the night could not run: {exc}")
+        err.print(
+            f"[red]Failed[/red]: the night could not run: {escape(one_line(exc))}. See {log_file}", soft_wrap=True
+        )
         return 1
     if outcome.state == "published":
         _print_headline(dsn, night)
@@ -352,26 +441,30 @@ def _run_night(night: Night) -> int:
                 err.print(f"  - {check.get('name')}: {check.get('summary') or check.get('observed')}")
         err.print(f"Report: {home / 'reports' / night.as_of.isoformat() / 'quality.html'}")
     else:
-        err.print(f"[red]Failed[/red]: {outcome.error}. See {log_file}")
+        err.print(f"[red]Failed[/red]: {escape(outcome.error or 'the night failed')}. See {log_file}", soft_wrap=True)
     return outcome.exit_code
 
 
 def _print_headline(dsn: str, night: Night) -> None:
+    from decimal import Decimal
+
     from b2b_pipeline.nightly import headline_metrics
 
     metrics = headline_metrics(dsn, night.as_of)
     table = Table(title=f"Headline metrics, {night.as_of:%B %Y} to {night.as_of}")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")  # a long amount wraps, never "…"
     for name, value in metrics.items():
-        if value is None:
+        # counts are ints; numerics come as exact decimal text (never float) and are formatted as Decimal
+        number = value if value is None or isinstance(value, int) else float(value)
+        if number is None:
             shown = "—"
         elif name.endswith(("_rate", "_share")):
-            shown = f"{value:.1%}"
-        elif isinstance(value, float):
-            shown = f"{value:,.2f}"
+            shown = f"{number:.1%}"
+        elif isinstance(number, float):
+            shown = f"{number:,.2f}"
         else:
-            shown = f"{value:,}"
+            shown = f"{number:,}"
         money = name in ("won_amount", "avg_deal_size", "revenue", "potential_value")
         table.add_row(name.replace("_", " ") + (f" ({REPORTING_CURRENCY})" if money else ""), shown)
     console.print(table)

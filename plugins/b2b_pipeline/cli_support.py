@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import typer
@@ -28,3 +30,16 @@ def resolve_warehouse(console: Console, err: Console) -> str:
         raise typer.Exit(1) from exc
     console.print(f"Warehouse: {redact(dsn)}")
     return dsn
+
+
+@contextmanager
+def warehouse_night_lock(dsn: str, kind: str, night: str, err: Console) -> Iterator[None]:
+    """Hold the warehouse's night lock for a command that writes to it or reads a night's candidates
+    (`b2b load`, `b2b gate run`, `b2b gate accept`), saying on `err` whom it waits for."""
+    from b2b_pipeline.night_lock import new_run_id, night_lock
+
+    def waiting(holder) -> None:
+        err.print(f"Waiting: another night is running on the warehouse: {holder.describe()}", soft_wrap=True)
+
+    with night_lock(dsn, new_run_id(kind), night, on_wait=waiting):
+        yield

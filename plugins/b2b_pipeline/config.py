@@ -27,3 +27,102 @@ def configured_dsn() -> str | None:
     """The warehouse URL of `B2B_WAREHOUSE_DSN`, or None when the embedded warehouse is wanted."""
     dsn = os.environ.get(DSN_ENV, "").strip()
     return dsn or None
+
+
+NIGHT_LOCK_GAP_ENV = "B2B_NIGHT_LOCK_GAP_SECONDS"
+DEFAULT_NIGHT_LOCK_GAP = 600
+
+
+def night_lock_gap() -> int:
+    """Seconds after which a night's lease that no process holds counts as abandoned
+    (`B2B_NIGHT_LOCK_GAP_SECONDS`, default 600): longer than the pause between two tasks of a night."""
+    value = os.environ.get(NIGHT_LOCK_GAP_ENV, "").strip()
+    if not value:
+        return DEFAULT_NIGHT_LOCK_GAP
+    if not value.isdigit():
+        raise ValueError(f"{NIGHT_LOCK_GAP_ENV} must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
+from decimal import Decimal, InvalidOperation  # noqa: E402 (appended with the gate's settings)
+
+GATE_MAX_AMOUNT_ENV = "B2B_GATE_MAX_AMOUNT"
+GATE_OUTLIER_FACTOR_ENV = "B2B_GATE_OUTLIER_FACTOR"
+DEFAULT_GATE_MAX_AMOUNT = "1000000000000"  # 1e12 in the reporting currency
+DEFAULT_GATE_OUTLIER_FACTOR = "1000"
+
+
+def gate_amount_limits() -> tuple[Decimal, Decimal]:
+    """The quality gate's plausibility limits, as exact decimals: (max_amount, outlier_factor).
+
+    `B2B_GATE_MAX_AMOUNT` (default 1e12): no money amount in the reporting currency may exceed it
+    (blocks). `B2B_GATE_OUTLIER_FACTOR` (default 1000): an amount more than this many times the
+    median of the same measure warns. Both accept `1e12`, `1000000000000` or `1_000_000_000_000`;
+    anything else, an amount of 0 or less or a factor of 1 or less raises ValueError naming the variable.
+    """
+    limits = []
+    for env, default, least in (
+        (GATE_MAX_AMOUNT_ENV, DEFAULT_GATE_MAX_AMOUNT, Decimal(0)),
+        (GATE_OUTLIER_FACTOR_ENV, DEFAULT_GATE_OUTLIER_FACTOR, Decimal(1)),
+    ):
+        text = os.environ.get(env, "").strip() or default
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not value.is_finite() or value <= least:
+            raise ValueError(f"{env}={text!r}: expected a finite number greater than {least}")
+        limits.append(value)
+    return limits[0], limits[1]
+
+
+ALLOW_EXTERNAL_LINKS_ENV = "B2B_DROP_ALLOW_EXTERNAL_LINKS"
+
+
+def drop_allow_external_links() -> bool:
+    """Whether the file drop may hold symbolic links that lead out of the drop folder
+    (`B2B_DROP_ALLOW_EXTERNAL_LINKS`: true/false, also 1/0, yes/no; default false: such a
+    link is refused like a bad file)."""
+    value = os.environ.get(ALLOW_EXTERNAL_LINKS_ENV, "").strip().lower()
+    if value in ("", "false", "0", "no", "off"):
+        return False
+    if value in ("true", "1", "yes", "on"):
+        return True
+    raise ValueError(f"{ALLOW_EXTERNAL_LINKS_ENV}={value!r}: expected true or false")
+
+
+PUBLISH_WAIT_ENV = "B2B_PUBLISH_WAIT_SECONDS"
+PUBLISH_CANCEL_READERS_ENV = "B2B_PUBLISH_CANCEL_READERS"
+DEFAULT_PUBLISH_WAIT = 300
+
+
+def publish_wait_seconds() -> int:
+    """How long the publish swap retries while readers hold the tables it replaces
+    (`B2B_PUBLISH_WAIT_SECONDS`, default 300)."""
+    value = os.environ.get(PUBLISH_WAIT_ENV, "").strip()
+    if not value:
+        return DEFAULT_PUBLISH_WAIT
+    if not value.isdigit():
+        raise ValueError(f"{PUBLISH_WAIT_ENV} must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
+def publish_cancel_readers() -> bool:
+    """Whether the publish swap, after waiting `B2B_PUBLISH_WAIT_SECONDS`, cancels the reading
+    sessions still in its way (`B2B_PUBLISH_CANCEL_READERS`, default true) rather than fail the night."""
+    value = os.environ.get(PUBLISH_CANCEL_READERS_ENV, "").strip().lower()
+    if value in ("", "true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{PUBLISH_CANCEL_READERS_ENV}={value!r}: expected true or false")
+
+
+FAULT_KILL_AT_ENV = "B2B_FAULT_KILL_AT"
+
+
+def fault_kill_at() -> str | None:
+    """A failpoint for the fault suite (`B2B_FAULT_KILL_AT=<task id>`): the process running the night
+    kills itself with SIGKILL as that task starts, as a crash at that task boundary would. Unset in
+    production."""
+    return os.environ.get(FAULT_KILL_AT_ENV, "").strip() or None

@@ -111,7 +111,14 @@ select * from perf full join rev on true full join ret on true full join rep on 
 
 
 def headline_metrics(dsn: str, as_of: date, schema: str = "marts") -> dict[str, Any]:
-    """The night's headline numbers (the as-of month so far) from the marts in `schema`."""
+    """The night's headline numbers (the as-of month so far) from the marts in `schema`.
+
+    Counts are ints; every `numeric` (money, ratios, days) is its exact decimal text, e.g.
+    `"100000000000000000000000000000.00"`, never a float: the result is the DAG's `summary` task
+    value, and Airflow's XCom serialiser turns a Decimal with a fractional part into a float
+    (`airflow.sdk.serde.serializers.bignum`), which would print float noise. `Decimal(text)` reads
+    one back exactly; None stays None (nothing that month).
+    """
     with connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute(HEADLINE_SQL.replace("{marts}", schema), {"as_of": as_of}).fetchone() or {}
     return {k: (float(v) if isinstance(v, Decimal) else v) for k, v in row.items()}

@@ -240,4 +240,6 @@ def test_report_command_defaults_to_the_published_night(published: str, b2b_home
     path = report_command(None)  # B2B_WAREHOUSE_DSN and B2B_HOME are the fixtures'
     assert path == b2b_home / "reports" / "2026-11-25" / "index.html"
     assert (latest_dir(b2b_home) / "index.html").is_file()
-    assert report_command(date(2026, 11, 24)).parent.name == "2026-11-24"
+    assert report_command(date(2026, 11, 25)).parent.name == "2026-11-25"
+    with pytest.raises(ReportError, match=r"Nights that ran, newest first \(1 in all\): 2026-11-25"):
+        report_command(date(2026, 11, 24))  # no night of that date ran

@@ -4,15 +4,23 @@ A drop root holds `crm/` and `billing/`; each entity is a file named after it,
 `<entity>.csv` or `<entity>.jsonl`, optionally `.gz`, directly in the system's
 folder or in a dated subfolder `YYYY-MM-DD/`. Files directly in a system folder
 come first, then the dated subfolders in date order.
+
+Every file read lies inside the drop folder: a symbolic link (a file, a dated
+folder, or `crm/`/`billing/` itself) that leads out of it is not followed but
+listed among the paths refused, with its target, unless
+`B2B_DROP_ALLOW_EXTERNAL_LINKS` allows such links; a dangling link or a link loop
+is refused too. Links that stay inside the drop are followed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from b2b_pipeline.config import ALLOW_EXTERNAL_LINKS_ENV, drop_allow_external_links
 from b2b_pipeline.filedrop.spec import ENTITY_BY_NAME, SYSTEMS, Entity
 
 DATED_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -64,19 +72,37 @@ def parse_name(name: str) -> tuple[str, str | None, bool]:
     return stem, FORMATS.get("." + ext.lower()), compressed
 
 
-def discover(root: Path) -> Discovery:
-    """The files under `root` in load order. Raises FileNotFoundError when `root` has no crm/ or billing/."""
+def discover(root: Path, *, allow_external_links: bool | None = None) -> Discovery:
+    """The files under `root` in load order. Raises FileNotFoundError when `root` has no crm/ or billing/.
+
+    `allow_external_links`: follow symbolic links that lead out of `root` (default: the
+    setting `B2B_DROP_ALLOW_EXTERNAL_LINKS`); otherwise each is listed as ignored, with why.
+    """
     root = root.resolve()
+    if allow_external_links is None:
+        allow_external_links = drop_allow_external_links()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
-    systems = [s for s in SYSTEMS if (root / s).is_dir()]
+    systems = [s for s in SYSTEMS if (root / s).is_dir() or (root / s).is_symlink()]
     if not systems:
         raise FileNotFoundError(f"{root}: not a file drop (it has neither crm/ nor billing/)")
     files: list[DropFile] = []
     ignored: list[tuple[str, str]] = []
+
+    def refused_link(path: Path) -> bool:
+        why = link_problem(root, path, allow_external_links)
+        if why:
+            ignored.append((path.relative_to(root).as_posix(), why))
+        return why is not None
+
     for system in systems:
+        if refused_link(root / system):
+            continue
+        if not (root / system).is_dir():
+            ignored.append((system, "not a folder"))
+            continue
         for entry in sorted((root / system).iterdir()):
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or refused_link(entry):
                 continue
             rel = entry.relative_to(root).as_posix()
             if entry.is_dir():
@@ -89,7 +115,7 @@ def discover(root: Path) -> Discovery:
                     ignored.append((rel, "a subfolder whose name is not a valid date"))
                     continue
                 for sub in sorted(entry.iterdir()):
-                    if sub.name.startswith("."):
+                    if sub.name.startswith(".") or refused_link(sub):
                         continue
                     if sub.is_dir():
                         ignored.append((sub.relative_to(root).as_posix(), "a folder inside a dated subfolder"))
@@ -99,6 +125,36 @@ def discover(root: Path) -> Discovery:
                 files.append(_drop_file(root, entry, system, None))
     files.sort(key=lambda f: f.order_key)
     return Discovery(files=files, ignored=ignored)
+
+
+def link_problem(root: Path, path: Path, allow_external: bool) -> str | None:
+    """Why the entry `path` of the drop at `root` (resolved) is not to be read as a symbolic link;
+    None when it is no link, or a link that stays inside the drop (or `allow_external`).
+
+    Only a link needs a look: a plain entry of a folder that lies inside the drop lies inside
+    it too, and the walk checks every folder on the way down before it lists its entries.
+    """
+    if not path.is_symlink():
+        return None
+    rel = path.relative_to(root).as_posix()
+    try:
+        target = os.readlink(path)
+    except OSError as exc:
+        return f"{rel}: a symbolic link that cannot be read ({exc.strerror})"
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        return f"{rel}: a dangling symbolic link (to {target}, which does not exist)"
+    except RuntimeError:  # Python 3.11/3.12 report a loop so
+        return f"{rel}: a symbolic link loop (to {target}, which leads back to itself)"
+    except OSError as exc:  # ELOOP (a loop, as newer Pythons report it) or no access
+        return f"{rel}: a symbolic link that cannot be followed (to {target}: {exc.strerror or exc})"
+    if allow_external or real == root or real.is_relative_to(root):
+        return None
+    return (
+        f"{rel} is a symbolic link to {real}, outside the drop folder {root}: not read "
+        f"({ALLOW_EXTERNAL_LINKS_ENV}=true allows links out of the drop)"
+    )
 
 
 def _drop_file(root: Path, path: Path, system: str, folder_date: date | None) -> DropFile:

@@ -48,7 +48,10 @@ from b2b_pipeline.filedrop.discover import DropFile, discover
 from b2b_pipeline.filedrop.reader import (
     CsvHeader,
     FileRefused,
+    NulByte,
+    check_start,
     chunks,
+    nul_byte_reason,
     open_binary,
     read_ahead,
     read_csv_header,
@@ -235,15 +238,24 @@ class _Source:
     file: DropFile
     report: Callable[[int], None]
     sha256: str | None = None
+    lines: int | None = None  # physical lines of the content (a last line without a newline counts), once streamed
 
     def chunks(self) -> Iterator[bytes]:
-        """The file's content for COPY; the first stream that runs to its end also hashes the file."""
+        """The file's content for COPY; the first stream that runs to its end also hashes the file.
+
+        A stream that runs to its end also counts the content's lines (`lines`): when a CSV
+        has more lines than records, a quoted value spans lines (see `_renumber_lines`).
+        """
         digest = hashlib.sha256() if self.sha256 is None else None
+        newlines, last = 0, b"\n"
         for chunk, done in chunks(self.file.path, self.file.compressed, digest):
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:]
             yield chunk
             self.report(done)
         if digest is not None:
             self.sha256 = digest.hexdigest()
+        self.lines = newlines + (last != b"\n")
 
     def content_sha256(self) -> str:
         """The SHA-256 of the stored bytes: from a finished stream, else by reading the file."""
@@ -272,7 +284,10 @@ def load_file(conn: psycopg.Connection, batch_id: int, f: DropFile, progress: Pr
     if f.problem:
         return _refuse(conn, batch_id, f.relpath, entity_name, f.problem)
     assert f.entity is not None and f.fmt is not None
-    stat = f.path.stat()  # before reading: a change while the file is read shows up as a change next time
+    try:
+        stat = f.path.stat()  # before reading: a change while the file is read shows up as a change next time
+    except OSError as exc:  # gone since the drop was listed, or a link that went dangling meanwhile
+        return _refuse(conn, batch_id, f.relpath, entity_name, f"cannot be read: {exc.strerror or exc}")
     size = stat.st_size
     same_size = conn.execute(
         "select content_sha256, file, batch_id, file_mtime_ns, file_ctime_ns from raw_files.file_loads "
@@ -299,6 +314,9 @@ def load_file(conn: psycopg.Connection, batch_id: int, f: DropFile, progress: Pr
     try:
         with conn.transaction():
             result = _load_in_transaction(conn, batch_id, f, source, stat)
+    except NulByte as exc:  # say where: the server's message names no line of the file
+        reason = nul_byte_reason(f.path, f.compressed) or str(exc)
+        return _refuse(conn, batch_id, f.relpath, entity_name, reason)
     except FileRefused as exc:
         return _refuse(conn, batch_id, f.relpath, entity_name, str(exc))
     except errors.UniqueViolation:  # a concurrent load took the same content first
@@ -327,6 +345,8 @@ def _load_in_transaction(
         "select pg_advisory_xact_lock(hashtext(%s)), set_config('jit', 'off', true)", (f"raw_files.{entity.name}",)
     )
     header = read_csv_header(f.path, f.compressed) if f.fmt == "csv" else None
+    if header is None:
+        check_start(f.path, f.compressed)  # a UTF-16 file by its byte-order mark (the CSV header checks its own)
     if header:
         missing = [c for c in entity.required_names if c not in header.columns]
         if missing:
@@ -395,6 +415,7 @@ def _load_csv(conn: psycopg.Connection, load: _FileLoad, header: CsvHeader) -> t
         except errors.BadCopyFileFormat as exc:
             log.info("%s: %s; reading it row by row to quarantine the ragged rows", load.file.relpath, _copy_error(exc))
             return _load_csv_staged(conn, load, header, parse_in_python=True)
+        _renumber_lines(conn, load, entity_table(load.entity), copied, sql.SQL("_file_id = {}").format(load.file_id))
         _register(conn, load, copied)
         invalid = _quarantine_invalid(conn, load, decimal_comma)
         return copied - invalid, invalid
@@ -440,6 +461,8 @@ def _stream_copy(
     except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
         if not refuse_bad_data:
             raise
+        if "0x00" in (exc.diag.message_primary or ""):  # valid UTF-8, but no text holds it
+            raise NulByte(f"{_copy_error(exc)} (a NUL byte: binary data or a UTF-16 file?)") from exc
         raise FileRefused(f"{_copy_error(exc)} (the file must be UTF-8 text; a Windows-1251 export?)") from exc
     except psycopg.DataError as exc:
         if not refuse_bad_data:
@@ -461,8 +484,64 @@ def _copy_direct(conn: psycopg.Connection, load: _FileLoad, header: CsvHeader) -
     return _stream_copy(conn, statement, load.source.chunks())
 
 
+LINE_SHIFT = sql.Identifier("_b2b_line_shift")
+
+
+def _renumber_lines(
+    conn: psycopg.Connection, load: _FileLoad, table: sql.Identifier, records: int, rows: sql.Composable
+) -> None:
+    """Give the `records` CSV records just COPYed into `table` (its `rows`) the physical line they
+    start on, when a quoted value spans lines: COPY numbers records, an editor lines.
+
+    Counting the content's lines costs next to nothing while the bytes stream by; only a file
+    with more lines than its header and records (a quoted newline) is read again, in bounded
+    memory, for the records after which the line runs ahead of the record, each such step
+    (the record it starts at, by its COPY number, and how far ahead) a row of a temporary
+    table; one UPDATE then moves the records from the first step on.
+    """
+    if load.source.lines is None or load.source.lines <= records + 1:
+        return
+    conn.execute(
+        sql.SQL("create temp table {} (from_line bigint primary key, shift bigint not null) on commit drop").format(
+            LINE_SHIFT
+        )
+    )
+    with conn.cursor() as cur, cur.copy(sql.SQL("copy {} from stdin").format(LINE_SHIFT)) as copy:
+        for step in _line_shifts(load.file):
+            copy.write_row(step)
+    moved = conn.execute(
+        sql.SQL(
+            "update {t} r set _line = r._line + (select s.shift from {s} s where s.from_line <= r._line "
+            "order by s.from_line desc limit 1) where {rows} and r._line >= (select min(from_line) from {s})"
+        ).format(t=table, s=LINE_SHIFT, rows=rows)
+    ).rowcount
+    conn.execute(sql.SQL("drop table {}").format(LINE_SHIFT))
+    log.info("%s: a quoted value spans lines; %s records renumbered by physical line", load.file.relpath, moved)
+
+
+def _line_shifts(f: DropFile) -> Iterator[tuple[int, int]]:
+    """(COPY's number of a record, how many lines its first line lies after it) at each record where
+    that changes, the header being record 1: a record ends at a newline outside double quotes
+    (a doubled quote inside a quoted value counts twice, so the parity of quotes tells)."""
+    record, shift, quoted, rest = 0, 0, False, b""
+    line = 0
+    for chunk, _done in chunks(f.path, f.compressed):
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            line += 1
+            if not quoted:
+                record += 1
+                if line - record != shift:
+                    shift = line - record
+                    yield record, shift
+            if part.count(b'"') & 1:
+                quoted = not quoted
+
+
 def _create_incoming(conn: psycopg.Connection, columns: tuple[str, ...], line_identity: bool) -> None:
-    line = sql.SQL("_line bigint generated always as identity (start with 2)" if line_identity else "_line bigint")
+    # by default, not always: `_renumber_lines` may set it
+    line = sql.SQL("_line bigint generated by default as identity (start with 2)" if line_identity else "_line bigint")
     conn.execute(
         sql.SQL("create temp table {} ({}, _problem text, _raw text, {}) on commit drop").format(
             INCOMING, line, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)
@@ -485,7 +564,8 @@ def _load_csv_staged(
                     sql.SQL(", ").join(map(sql.Identifier, header.columns)),
                     _copy_options(header.columns, header.delimiter),
                 )
-                _stream_copy(conn, statement, load.source.chunks())
+                copied = _stream_copy(conn, statement, load.source.chunks())
+                _renumber_lines(conn, load, INCOMING, copied, sql.SQL("true"))
                 return _move_incoming(conn, load, rows, decimal_comma)
         except errors.BadCopyFileFormat as exc:
             log.info("%s: %s; reading it row by row to quarantine the ragged rows", load.file.relpath, _copy_error(exc))
@@ -493,9 +573,14 @@ def _load_csv_staged(
     statement = sql.SQL("copy {} (_line, _problem, _raw, {}) from stdin").format(
         INCOMING, sql.SQL(", ").join(map(sql.Identifier, header.columns))
     )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in _parse_csv_rows(load.file, header, load.source.report):
-            copy.write_row(row)
+    try:
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+            for row in _parse_csv_rows(load.file, header, load.source.report):
+                copy.write_row(row)
+    except psycopg.DataError as exc:  # PostgreSQL text holds no NUL: the one value a parsed CSV field can fail on
+        if "NUL" in str(exc) or "0x00" in str(exc):
+            raise NulByte(str(exc)) from exc
+        raise
     return _move_incoming(conn, load, rows, decimal_comma)
 
 
@@ -524,6 +609,8 @@ def _parse_csv_rows(f: DropFile, header: CsvHeader, report: Callable[[int], None
         except UnicodeDecodeError as exc:
             raise FileRefused(f"line {line}: not UTF-8 text (a Windows-1251 export?)") from exc
         except csv.Error as exc:
+            if "NUL" in str(exc):
+                raise NulByte(str(exc)) from exc
             raise FileRefused(f"line {line}: not readable as CSV ({exc})") from exc
 
 

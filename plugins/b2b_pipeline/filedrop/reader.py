@@ -29,6 +29,56 @@ class FileRefused(Exception):
     """The file cannot be read as its entity at all; nothing of it loads."""
 
 
+class NulByte(FileRefused):
+    """The file holds a NUL byte, which no UTF-8 text (and no PostgreSQL text) holds: `nul_byte_reason` says where."""
+
+
+# byte-order marks of the encodings a NUL byte betrays, longest first (UTF-32 LE starts like UTF-16 LE)
+WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32", "FF FE 00 00, little-endian"),
+    (b"\x00\x00\xfe\xff", "UTF-32", "00 00 FE FF, big-endian"),
+    (b"\xff\xfe", "UTF-16", "FF FE, little-endian"),
+    (b"\xfe\xff", "UTF-16", "FE FF, big-endian"),
+)
+
+
+def refuse_wide_encoding(start: bytes) -> None:
+    """Refuse a file whose first bytes `start` are the byte-order mark of UTF-16 or UTF-32."""
+    for bom, encoding, name in WIDE_BOMS:
+        if start.startswith(bom):
+            raise FileRefused(
+                f"a {encoding} file (byte-order mark {name}): the drop takes UTF-8 text; save it as UTF-8"
+            )
+
+
+def check_start(path: Path, compressed: bool) -> None:
+    """Refuse a UTF-16 or UTF-32 file by its byte-order mark (COPY would only say it is not UTF-8)."""
+    with open_binary(path, compressed) as f:
+        try:
+            start = f.read(4)
+        except (OSError, EOFError) as exc:
+            raise FileRefused(f"not a readable gzip file ({exc})") from exc
+    refuse_wide_encoding(start)
+
+
+def nul_byte_reason(path: Path, compressed: bool) -> str | None:
+    """Where the file's first NUL byte is (line, byte offset of the content), as a refusal reason; None without one."""
+    offset, newlines = 0, 0
+    with open_binary(path, compressed) as f:
+        while chunk := f.read(CHUNK):
+            at = chunk.find(b"\x00")
+            if at >= 0:
+                where = "of the uncompressed content" if compressed else "of the file"
+                line = newlines + chunk.count(b"\n", 0, at) + 1
+                return (
+                    f"a NUL byte (0x00) at line {line}, byte offset "
+                    f"{offset + at} {where}: binary data or a UTF-16 file? (the file must be UTF-8 text)"
+                )
+            offset += len(chunk)
+            newlines += chunk.count(b"\n")
+    return None
+
+
 def open_binary(path: Path, compressed: bool) -> BinaryIO:
     """The file's content as a binary stream, decompressed when it is gzip."""
     if compressed:
@@ -157,13 +207,20 @@ class CsvHeader:
 def read_csv_header(path: Path, compressed: bool) -> CsvHeader:
     """Detect the delimiter (`,` or `;`) from the header line and parse it.
 
-    Raises FileRefused when the file is empty, not UTF-8, or its header repeats a column.
+    Raises FileRefused when the file is empty, not UTF-8 (UTF-16, a NUL byte), or its header repeats a column.
     """
     with open_binary(path, compressed) as f:
         try:
             raw = f.readline(HEADER_LIMIT)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise FileRefused(f"not a readable gzip file ({exc})") from exc
+    refuse_wide_encoding(raw)
+    if b"\x00" in raw:
+        at = raw.index(b"\x00")
+        raise FileRefused(
+            f"a NUL byte (0x00) at line 1, byte offset {at}: binary data or a UTF-16 file? "
+            "(the file must be UTF-8 text)"
+        )
     if raw.startswith(BOM):
         raw = raw[len(BOM) :]
     try:

@@ -22,8 +22,21 @@ from psycopg import sql
 
 from b2b_pipeline.filedrop.spec import Column, Entity, Kind
 
-TIMESTAMP_SHAPE = "____-__-__%"  # ISO 8601 starts with the date; keeps out 'now', 'epoch', 'infinity'
 DATE_SHAPE = "____-__-__"
+# The forms of an ISO 8601 timestamp SOURCES.md takes (PostgreSQL's input, which the cast check
+# still applies, takes much more: zone names and abbreviations such as `MSK`, `Europe/Moscow`,
+# `PST8PDT` or `UTC`, which would load and be typed by a rule the file never meant):
+# a date `YYYY-MM-DD`, optionally `T` (or `t`, or a space, as PostgreSQL and RFC 3339 read it) and
+# a time `hh:mm`, `hh:mm:ss` or `hh:mm:ss.fff`, optionally an offset `Z`, `±hh:mm`, `±hhmm` or `±hh`
+# (ISO 8601's three forms of a UTC offset). Without an offset the time is UTC. The dbt macro
+# `b2b_timestamp` reads exactly these forms (an offset after a two-digit hour, or none).
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
+)
+# a date and a time followed by something else: a zone that is no ISO 8601 offset (a name, `+3`, ` +03:00`)
+TIMESTAMP_WITH_ZONE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?[^0-9.:]"
+ZONE_REASON = "not an ISO 8601 timestamp, its zone is not an offset Z, ±hh:mm, ±hhmm or ±hh (none: UTC)"
 
 
 @dataclass(frozen=True)
@@ -65,12 +78,16 @@ def column_rules(column: Column, decimal_comma: bool) -> list[Rule]:
             )
         )
     if column.kind is Kind.TIMESTAMP:
+        zone = sql.SQL("({c} !~ {form} and {c} ~ {zoned})").format(
+            c=col, form=sql.Literal(TIMESTAMP_PATTERN), zoned=sql.Literal(TIMESTAMP_WITH_ZONE)
+        )
+        rules.append(Rule(sql.SQL("({} is not null and {})").format(col, zone), quoted_value(ZONE_REASON)))
         rules.append(
             Rule(
                 sql.SQL(
-                    "({c} is not null and not ({c} like {shape} and coalesce(raw_files.is_valid_input({c}, "
-                    "'timestamptz'), false)))"
-                ).format(c=col, shape=sql.Literal(TIMESTAMP_SHAPE)),
+                    "({c} is not null and not {zone} and not ({c} ~ {form} and "
+                    "coalesce(raw_files.is_valid_input({c}, 'timestamptz'), false)))"
+                ).format(c=col, zone=zone, form=sql.Literal(TIMESTAMP_PATTERN)),
                 quoted_value("not an ISO 8601 timestamp"),
             )
         )
@@ -172,12 +189,16 @@ def screen_condition(entity: Entity, decimal_comma: bool, *, casts: bool) -> sql
             checks.append(
                 sql.SQL("{} not in ('true', 'false', '1', '0', 'TRUE', 'FALSE', 'True', 'False')").format(col)
             )
-        elif column.kind in (Kind.TIMESTAMP, Kind.DATE):
-            timestamp = column.kind is Kind.TIMESTAMP
-            shape, type_name = (TIMESTAMP_SHAPE, "timestamptz") if timestamp else (DATE_SHAPE, "date")
+        elif column.kind is Kind.TIMESTAMP:
+            typed.append(
+                sql.SQL("({c} is not null and ({c} !~ {s} or not {v}))").format(
+                    c=col, s=sql.Literal(TIMESTAMP_PATTERN), v=valid(col, "timestamptz")
+                )
+            )
+        elif column.kind is Kind.DATE:
             typed.append(
                 sql.SQL("({c} is not null and ({c} not like {s} or not {v}))").format(
-                    c=col, s=sql.Literal(shape), v=valid(col, type_name)
+                    c=col, s=sql.Literal(DATE_SHAPE), v=valid(col, "date")
                 )
             )
         elif column.kind in (Kind.NUMBER, Kind.INTEGER):

@@ -6,6 +6,13 @@
 See docs/generator.md.
 """
 
-from .drop import MAX_NIGHTLY_DAYS, GenerationSummary, generate_company
+from .drop import MAX_NIGHTLY_DAYS, GenerationSummary, check_arguments, existing_drop, generate_company, remove_drop
 
-__all__ = ["MAX_NIGHTLY_DAYS", "GenerationSummary", "generate_company"]
+__all__ = [
+    "MAX_NIGHTLY_DAYS",
+    "GenerationSummary",
+    "check_arguments",
+    "existing_drop",
+    "generate_company",
+    "remove_drop",
+]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -195,6 +196,53 @@ def _prepare(out: Path) -> None:
     (out / MARKER).unlink(missing_ok=True)
 
 
+def check_arguments(*, accounts: int, start: date, end: date, nightly_days: int, error_rate: float) -> None:
+    """Raise ValueError when `generate_company` would refuse these arguments (before it touches `out`)."""
+    if accounts < 0:
+        raise ValueError(f"accounts must be >= 0, not {accounts}")
+    if end < start:
+        raise ValueError(f"end ({end}) is before start ({start})")
+    if not 0 <= nightly_days <= MAX_NIGHTLY_DAYS:
+        raise ValueError(f"nightly_days must be between 0 and {MAX_NIGHTLY_DAYS}, not {nightly_days}")
+    if nightly_days and end - timedelta(days=nightly_days) < start:
+        raise ValueError(f"nightly_days={nightly_days} leaves no base export between {start} and {end}")
+    if not 0.0 <= error_rate <= MAX_ERROR_RATE:
+        raise ValueError(f"error_rate must be between 0 and {MAX_ERROR_RATE}, not {error_rate}")
+
+
+def existing_drop(out: Path) -> list[Path]:
+    """What makes `out` hold a file drop, sorted: every file under its `crm/` and `billing/` (at any depth,
+    whoever wrote it) and the generator's marker. Empty when `out` is missing, empty or holds no drop
+    (empty `crm/` or `billing/` folders are no drop)."""
+    out = Path(out)
+    found: list[Path] = []
+    for system in SYSTEMS:
+        folder = out / system
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            found.append(folder)
+        elif folder.is_dir():
+            found.extend(p for p in folder.rglob("*") if not p.is_dir() or p.is_symlink())
+    if (out / MARKER).exists():
+        found.append(out / MARKER)
+    return sorted(found)
+
+
+def remove_drop(out: Path) -> int:
+    """Remove the file drop in `out`: its `crm/` and `billing/` folders entirely (every file of them is
+    part of the drop for the loader) and the generator's marker; anything else in `out` stays.
+    The number of files removed."""
+    out = Path(out)
+    removed = len(existing_drop(out))
+    for system in SYSTEMS:
+        folder = out / system
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            folder.unlink()
+        elif folder.is_dir():
+            shutil.rmtree(folder)
+    (out / MARKER).unlink(missing_ok=True)
+    return removed
+
+
 def generate_company(
     out: Path,
     *,
@@ -216,16 +264,7 @@ def generate_company(
     """
     began = time.perf_counter()
     out = Path(out)
-    if accounts < 0:
-        raise ValueError(f"accounts must be >= 0, not {accounts}")
-    if end < start:
-        raise ValueError(f"end ({end}) is before start ({start})")
-    if not 0 <= nightly_days <= MAX_NIGHTLY_DAYS:
-        raise ValueError(f"nightly_days must be between 0 and {MAX_NIGHTLY_DAYS}, not {nightly_days}")
-    if nightly_days and end - timedelta(days=nightly_days) < start:
-        raise ValueError(f"nightly_days={nightly_days} leaves no base export between {start} and {end}")
-    if not 0.0 <= error_rate <= MAX_ERROR_RATE:
-        raise ValueError(f"error_rate must be between 0 and {MAX_ERROR_RATE}, not {error_rate}")
+    check_arguments(accounts=accounts, start=start, end=end, nightly_days=nightly_days, error_rate=error_rate)
     out.mkdir(parents=True, exist_ok=True)
     _prepare(out)
 
@@ -273,4 +312,11 @@ def generate_company(
     return summary
 
 
-__all__ = ["MAX_NIGHTLY_DAYS", "GenerationSummary", "generate_company"]
+__all__ = [
+    "MAX_NIGHTLY_DAYS",
+    "GenerationSummary",
+    "check_arguments",
+    "existing_drop",
+    "generate_company",
+    "remove_drop",
+]

@@ -7,7 +7,9 @@
 - `b2b gate accept --note "why"`: accept every load batch so far as checked (recorded, with the note).
 - `b2b gate history`: the recorded gate runs (nightly runs and acceptances), newest first.
 
-Exit codes as for `b2b run`: 0 passed, 2 blocked by the gate, 1 on any other error.
+Exit codes of `gate run` as for `b2b run`: 0 passed, 2 blocked by the gate, 1 on any other error
+(a bad --date or --layers too, so that 2 always means blocked). `gate accept` and `gate history`
+exit 0 done, 2 on a usage error (a missing or blank --note, a bad --date), 1 on any other error.
 See docs/quality-gate.md.
 """
 
@@ -23,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from b2b_pipeline.cli_support import parse_date, resolve_warehouse
+from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
 from b2b_pipeline.config import b2b_home
 from b2b_pipeline.nightly import Night
 from b2b_pipeline.quality.gate import (
@@ -85,7 +87,8 @@ def run_command(
     home = b2b_home() / MANUAL_HOME
     night = Night(as_of=as_of, source_dir=Path())  # the gate reads only the as-of date
     try:
-        result = run_gate(dsn, night, home, schemas=schemas, layers=chosen)
+        with warehouse_night_lock(dsn, "b2b-gate-run", as_of.isoformat(), err):
+            result = run_gate(dsn, night, home, schemas=schemas, layers=chosen)
         paths = write_reports(result, home)
     except psycopg.OperationalError as exc:
         _fail(f"cannot reach the warehouse {redact(dsn)}: {exc}")
@@ -121,9 +124,19 @@ def run_command(
     raise typer.Exit(EXIT_BLOCKED)
 
 
+def _required_note(value: str) -> str:
+    """`--note` of `b2b gate accept`: a blank note is a usage error (exit 2) like a missing one."""
+    if not value.strip():
+        raise typer.BadParameter('say why the batches are accepted: --note "..." (it is kept in raw_files.gate_runs)')
+    return value.strip()
+
+
 @gate_app.command("accept")
 def accept_command(
-    note: Annotated[str, typer.Option(help="Why the batches are accepted (required; kept with the run).")] = "",
+    note: Annotated[
+        str,
+        typer.Option(callback=_required_note, help="Why the batches are accepted (required; kept with the run)."),
+    ],
     date_: Annotated[
         str | None, typer.Option("--date", help="The as-of date recorded with the acceptance (default: today, UTC).")
     ] = None,
@@ -133,19 +146,18 @@ def accept_command(
     The way out when a blocked night's quarantined rows or refused files were looked at and are
     to be lived with. Recorded in raw_files.gate_runs with the note.
     """
-    if not note.strip():
-        _fail('say why the batches are accepted: --note "..." (it is kept in raw_files.gate_runs)')
-    as_of = _parse_date(date_) if date_ else datetime.now(UTC).date()
+    as_of = parse_date(date_, "--date") if date_ else datetime.now(UTC).date()  # a bad date: usage error
     dsn = _warehouse()
     try:
-        since, through = accept_raw_batches(dsn, as_of, note.strip())
+        with warehouse_night_lock(dsn, "b2b-gate-accept", as_of.isoformat(), err):
+            since, through = accept_raw_batches(dsn, as_of, note)
     except psycopg.OperationalError as exc:
         _fail(f"cannot reach the warehouse {redact(dsn)}: {exc}")
     except (psycopg.Error, ValueError) as exc:
         _fail(f"cannot accept the load batches: {exc}")
     if through > since:
         console.print(
-            f"Accepted load batches {_batch_range(since, through)} as checked (as of {as_of}): {escape(note.strip())}"
+            f"Accepted load batches {_batch_range(since, through)} as checked (as of {as_of}): {escape(note)}"
         )
         console.print(f"The raw checks of the next gate run only see batches after {through}.")
     else:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import shutil
 import time
 import warnings
@@ -360,7 +359,10 @@ def _catalog(conn: Any, schemas: Iterable[str]) -> dict[tuple[str, str], set[str
 def _placeholder_values(
     as_of: date, since: int, through: int, validated: Mapping[str, str], layer: str
 ) -> dict[str, str]:
+    from b2b_pipeline.config import gate_amount_limits
+
     cutoff = as_of + timedelta(days=1)
+    max_amount, outlier_factor = gate_amount_limits()
     return {
         "as_of_date": f"date '{as_of.isoformat()}'",
         "as_of_month": f"date '{as_of.replace(day=1).isoformat()}'",
@@ -369,7 +371,14 @@ def _placeholder_values(
         "through_batch_id": str(through),
         "schema": validated[layer],
         "published": PUBLISHED_SCHEMAS[layer],
+        "max_amount": _numeric_literal(max_amount),
+        "outlier_factor": _numeric_literal(outlier_factor),
     }
+
+
+def _numeric_literal(value: Decimal) -> str:
+    """An exact SQL `numeric` literal (plain digits, never a float): Decimal('1E+12') -> numeric '1000000000000'."""
+    return f"(numeric '{value:f}')"
 
 
 def _validate(
@@ -784,13 +793,26 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, Decimal):
-        as_float = float(value)
-        return as_float if math.isfinite(as_float) else str(value)
+        return _exact_number(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def _exact_number(value: Decimal) -> float | str:
+    """A PostgreSQL numeric for JSON without losing a digit: a JSON number when a float holds it as
+    written (below 10**15, and the float's shortest text is the same decimal, e.g. -5,
+    100000.00, 0.1), else its exact decimal text (1e308 as 309 digits, 12345678901234567.25, NaN)."""
+    if value.is_finite() and abs(value) < _FLOAT_EXACT_BELOW:
+        as_float = float(value)
+        if Decimal(repr(as_float)) == value:
+            return as_float
+    return f"{value:f}"
+
+
+_FLOAT_EXACT_BELOW = Decimal(10) ** 15
 
 
 def _one_line(example: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -193,7 +194,14 @@ def _examples(examples: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _cell(value: Any) -> str:
+    """An example's value as shown: long text is cut at 300 characters, a number never (the gate keeps
+    a numeric that a float cannot hold as its exact decimal text, e.g. the 309 digits of 1e308)."""
     if value is None:
         return "NULL"
     text = str(value)
-    return text if len(text) <= 300 else text[:297] + "..."
+    if len(text) <= 300 or _NUMBER.fullmatch(text):
+        return text
+    return text[:297] + "..."
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")

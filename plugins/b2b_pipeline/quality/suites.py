@@ -15,8 +15,10 @@ Queries may also use `{as_of_date}`, `{as_of_month}` (SQL `date` literals), `{cu
 (the first instant not counted, a `timestamptz`), `{since_batch_id}` and
 `{through_batch_id}` (tonight's load batches are those with `since < batch_id <=
 through`), `{schema}` (the schema the layer validates), `{published}` (the published
-schema of the layer) and `{table}`; `{batch}` is left to GX, which puts the table
-there. A literal brace is doubled (`{{`), as GX requires.
+schema of the layer) and `{table}`; the plausibility checks use `{max_amount}` and
+`{outlier_factor}` (exact `numeric` literals of the settings `B2B_GATE_MAX_AMOUNT` and
+`B2B_GATE_OUTLIER_FACTOR`, see `b2b_pipeline.config.gate_amount_limits`); `{batch}` is left
+to GX, which puts the table there. A literal brace is doubled (`{{`), as GX requires.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ PLACEHOLDERS: tuple[str, ...] = (
     "published",
     "table",
     "tolerance",
+    "max_amount",
+    "outlier_factor",
 )
 _PLACEHOLDER = re.compile(r"(?<!\{)\{(" + "|".join(PLACEHOLDERS) + r")\}(?!\})")
 _NAME = re.compile(r"^[a-z][a-z0-9_.]*$")

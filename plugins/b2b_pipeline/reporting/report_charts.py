@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from b2b_pipeline.reporting.report_data import STAGES, Row
@@ -74,13 +75,25 @@ class Chart:
 # ----------------------------------------------------------------------------------- helpers
 
 
-def short_number(value: float) -> str:
-    """1234567 -> '1.23M', 25000 -> '25K', 0.5 -> '0.5'."""
-    magnitude = abs(value)
-    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+def short_number(value: float | Decimal) -> str:
+    """1234567 -> '1.23M', 25000 -> '25K', 0.5 -> '0.5'; from 1000T on, a power of ten: 1e308 -> '1.00e+308'.
+
+    Three significant digits, rounded from the exact value: a Decimal is scaled as a Decimal, and only
+    its three-digit mantissa (below 1000) is formatted as a float, which cannot add noise to it.
+    """
+    number = value if isinstance(value, Decimal) else Decimal(str(float(value)))
+    if not number.is_finite():
+        return str(value)
+    magnitude = abs(number)
+    if magnitude >= _SHORT_LIMIT:
+        return f"{number:.2e}"
+    for limit, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
         if magnitude >= limit:
-            return f"{value / limit:.3g}{suffix}"
-    return f"{value:.3g}"
+            return f"{float(number / limit):.3g}{suffix}"
+    return f"{float(number):.3g}"
+
+
+_SHORT_LIMIT = Decimal(10) ** 15
 
 
 def _month_dt(month: date) -> datetime:

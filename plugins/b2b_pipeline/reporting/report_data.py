@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -45,7 +44,8 @@ Row = dict[str, Any]
 
 @dataclass
 class MartsSnapshot:
-    """The published marts as the report needs them (numbers as float, months as date)."""
+    """The published marts as the report needs them: `numeric` values (money, ratios) as Decimal, exact;
+    counts as int; months as date. Only the charts turn numbers into floats, to plot them."""
 
     schema: str
     published_as_of: date | None  # `as_of_date` of marts.customer_value; None when it has no row
@@ -64,12 +64,9 @@ class MartsSnapshot:
     missing: list[str] = field(default_factory=list)  # marts that are not published
 
 
-def _plain(value: Any) -> Any:
-    return float(value) if isinstance(value, Decimal) else value
-
-
 def _rows(cur: psycopg.Cursor[Row], query: sql.Composable, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-    return [{k: _plain(v) for k, v in row.items()} for row in cur.execute(query, params).fetchall()]
+    """The rows as read: a `numeric` stays a Decimal (exact money; only the charts convert to float)."""
+    return [{k: float(v) if type(v).__name__ == "Decimal" else v for k, v in row.items()} for row in cur.execute(query, params).fetchall()]
 
 
 def _published(cur: psycopg.Cursor[Row], schema: str) -> set[str]:

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from b2b_pipeline.reporting.report_data import (
     month_start,
     read_marts,
 )
+from b2b_pipeline.warehouse import connect
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,33 @@ META = "report.json"
 DBT_DOCS_DIR = "dbt_docs"
 DBT_DOCS_PAGE = "static_index.html"
 MONTHS_SHOWN = 24
+NIGHTS_LISTED = 10  # nights named when `b2b report --date` names one that never ran
 
 
 class ReportError(RuntimeError):
-    """The report cannot be built (no published night to report on)."""
+    """The report cannot be built (no published night to report on, or a night that never ran)."""
+
+
+class UnknownNightError(ReportError):
+    """`--date` names a night that never ran: its report would show another night's data."""
+
+    def __init__(self, as_of: date, nights: Sequence[date]) -> None:
+        self.as_of = as_of
+        self.nights = list(nights)
+        if not nights:
+            message = (
+                f"no night of {as_of} ran: no night has run in this warehouse yet "
+                "(b2b run --date D --source-dir DIR runs one)"
+            )
+        else:
+            shown = ", ".join(d.isoformat() for d in nights[:NIGHTS_LISTED])
+            more = f", and {len(nights) - NIGHTS_LISTED} older" if len(nights) > NIGHTS_LISTED else ""
+            message = (
+                f"no night of {as_of} ran (no nightly quality gate run is recorded for it, and the published "
+                "marts are of another night): its report would show another night's data. "
+                f"Nights that ran, newest first ({len(nights)} in all): {shown}{more}"
+            )
+        super().__init__(message)
 
 
 def reports_root(home: Path) -> Path:
@@ -108,11 +133,22 @@ def read_gate(home: Path, as_of: date) -> GateStatus:
 e = html.escape
 
 
+def exact(value: Any) -> Decimal:
+    """A number as an exact Decimal (a Decimal as is, an int exactly, a float by its shortest text)."""
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(value) if isinstance(value, int) else Decimal(str(value))
+
+
+def amount_text(value: Any) -> str:
+    """Money to the unit with thousands separators, from the exact Decimal: 1e308 shows all 309 digits."""
+    return "–" if value is None else f"{float(value):,.0f}"
+
+
 def money(value: Any, currency: str, short: bool = False) -> str:
     if value is None:
         return "–"
-    amount = float(value)
-    text = short_number(amount) if short else f"{amount:,.0f}"
+    text = short_number(float(value)) if short else amount_text(value)
     return f"{text}\u00a0{currency}"
 
 
@@ -265,7 +301,7 @@ def _funnel_table(snap: MartsSnapshot) -> str:
 
 def _top_customers(snap: MartsSnapshot) -> str:
     cur = snap.currency
-    total = float(snap.customers.get("potential_value") or 0)
+    total = exact(snap.customers.get("potential_value") or 0)
     head = [
         ("#", True),
         ("Customer", False),
@@ -276,14 +312,14 @@ def _top_customers(snap: MartsSnapshot) -> str:
     ]
     rows = []
     for i, c in enumerate(snap.top_customers, start=1):
-        pcv = float(c["potential_contract_value"] or 0)
+        pcv = exact(c["potential_contract_value"] or 0)
         rows.append(
             [
                 str(i),
                 e(str(c["account_name"])),
-                e(f"{pcv:,.0f}"),
-                e(f"{float(c['weighted_open_pipeline'] or 0):,.0f}"),
-                e(f"{float(c['active_mrr'] or 0):,.0f}"),
+                e(amount_text(pcv)),
+                e(amount_text(c["weighted_open_pipeline"] or 0)),
+                e(amount_text(c["active_mrr"] or 0)),
                 e(percent(pcv / total if total else None)),
             ]
         )
@@ -308,7 +344,7 @@ def _reps(snap: MartsSnapshot) -> str:
             e(count(r["deals_won"])),
             e(count(r["deals_lost"])),
             e(percent(r["win_rate"])),
-            e(f"{float(r['won_amount'] or 0):,.0f}"),
+            e(amount_text(r["won_amount"] or 0)),
             e(days(r["avg_cycle_days"])),
         ]
         for r in snap.reps
@@ -513,11 +549,29 @@ def build_report(
     return index
 
 
+def nights_that_ran(dsn: str) -> list[date]:
+    """The nights of the warehouse, newest first: the as-of dates of the nightly quality gate's runs in
+    `raw_files.gate_runs` (passed or blocked; not the operators' acceptances, and a manual `b2b gate run`
+    records nothing), and the published marts' as-of date (a warehouse published without the gate's table)."""
+    nights: set[date] = set()
+    with connect(dsn) as conn:
+        table = conn.execute("select to_regclass('raw_files.gate_runs')").fetchone()
+        if table and table[0] is not None:
+            rows = conn.execute("select distinct as_of_date from raw_files.gate_runs where not accepted").fetchall()
+            nights.update(row[0] for row in rows)
+    published = latest_published_as_of(dsn)
+    if published is not None:
+        nights.add(published)
+    return sorted(nights, reverse=True)
+
+
 def report_command(as_of: date | None = None, *, dbt_docs: bool = False, dsn: str | None = None) -> Path:
     """`b2b report [--date D] [--docs]`: build the report of night D (default: the latest published night).
 
     With `dbt_docs`, first regenerate the dbt docs (`reports/dbt_docs/`) that the report links to.
-    Raises `ReportError` when no date is given and no night has been published.
+    Raises `ReportError` when no date is given and no night has been published, and `UnknownNightError`
+    (with the nights that did run) when D is not one of `nights_that_ran`: the marts hold only the
+    published night, so the report of a night that never ran would show another night's data.
     """
     from b2b_pipeline.config import b2b_home
     from b2b_pipeline.warehouse import warehouse_dsn
@@ -531,6 +585,10 @@ def report_command(as_of: date | None = None, *, dbt_docs: bool = False, dsn: st
                 "no published night: marts.customer_value is missing or empty; run a night first "
                 "or name one with --date"
             )
+    else:
+        nights = nights_that_ran(dsn)
+        if as_of not in nights:
+            raise UnknownNightError(as_of, nights)
     if dbt_docs:
         from b2b_pipeline.reporting.dbt_docs import build_dbt_docs
 
