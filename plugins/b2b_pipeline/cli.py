@@ -456,12 +456,12 @@ def _print_headline(dsn: str, night: Night) -> None:
     table.add_column("value", justify="right", overflow="fold")  # a long amount wraps, never "…"
     for name, value in metrics.items():
         # counts are ints; numerics come as exact decimal text (never float) and are formatted as Decimal
-        number = value if value is None or isinstance(value, int) else float(value)
+        number = value if value is None or isinstance(value, int) else Decimal(str(value))
         if number is None:
             shown = "—"
         elif name.endswith(("_rate", "_share")):
             shown = f"{number:.1%}"
-        elif isinstance(number, float):
+        elif isinstance(number, Decimal):
             shown = f"{number:,.2f}"
         else:
             shown = f"{number:,}"

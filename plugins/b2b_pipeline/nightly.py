@@ -121,7 +121,7 @@ def headline_metrics(dsn: str, as_of: date, schema: str = "marts") -> dict[str, 
     """
     with connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute(HEADLINE_SQL.replace("{marts}", schema), {"as_of": as_of}).fetchone() or {}
-    return {k: (float(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
+    return {k: (f"{v:f}" if isinstance(v, Decimal) else v) for k, v in row.items()}
 
 
 def publish_report(dsn: str, as_of: date) -> str | None:

@@ -66,7 +66,7 @@ class MartsSnapshot:
 
 def _rows(cur: psycopg.Cursor[Row], query: sql.Composable, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
     """The rows as read: a `numeric` stays a Decimal (exact money; only the charts convert to float)."""
-    return [{k: float(v) if type(v).__name__ == "Decimal" else v for k, v in row.items()} for row in cur.execute(query, params).fetchall()]
+    return [dict(row) for row in cur.execute(query, params).fetchall()]
 
 
 def _published(cur: psycopg.Cursor[Row], schema: str) -> set[str]:

@@ -142,13 +142,13 @@ def exact(value: Any) -> Decimal:
 
 def amount_text(value: Any) -> str:
     """Money to the unit with thousands separators, from the exact Decimal: 1e308 shows all 309 digits."""
-    return "–" if value is None else f"{float(value):,.0f}"
+    return "–" if value is None else f"{exact(value):,.0f}"
 
 
 def money(value: Any, currency: str, short: bool = False) -> str:
     if value is None:
         return "–"
-    text = short_number(float(value)) if short else amount_text(value)
+    text = short_number(exact(value)) if short else amount_text(value)
     return f"{text}\u00a0{currency}"
 
 
