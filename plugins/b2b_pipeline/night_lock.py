@@ -23,6 +23,7 @@ so two runners never both win. Within one process the lock is re-entrant: the ta
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -90,6 +91,8 @@ class NightLockBusy(RuntimeError):
 class _Hold:
     conn: psycopg.Connection
     run_id: str
+    night: str
+    whole_run: bool
     depth: int = 1
 
 
@@ -185,7 +188,7 @@ def try_acquire(dsn: str, run_id: str, night: str, *, whole_run: bool = False) -
     except BaseException:
         conn.close()
         raise
-    _process_hold = _Hold(conn=conn, run_id=run_id)
+    _process_hold = _Hold(conn=conn, run_id=run_id, night=night, whole_run=whole_run)
     log.info("night lock taken by %s for %s", run_id, night)
     return None
 
@@ -248,6 +251,29 @@ def release(*, end_night: bool) -> None:
 def holds_lock() -> bool:
     """Whether this process holds the night lock."""
     return _process_hold is not None
+
+
+def revalidate(dsn: str) -> None:
+    """Make sure this process's hold is still in force: when its connection was lost (the warehouse
+    restarted, or an operator ended it), take the lock again for the same run, which succeeds only
+    while no other run has taken the warehouse since. Raises NightLockBusy when one has."""
+    global _process_hold
+    hold = _process_hold
+    if hold is None:
+        return
+    try:
+        hold.conn.execute("select 1")
+        return
+    except psycopg.Error:
+        log.warning("the night lock's connection was lost; taking the lock again for %s", hold.run_id)
+    with contextlib.suppress(psycopg.Error):
+        hold.conn.close()
+    _process_hold = None
+    holder = try_acquire(dsn, hold.run_id, hold.night, whole_run=hold.whole_run)
+    if holder is not None:
+        raise NightLockBusy(holder)
+    assert _process_hold is not None
+    _process_hold.depth = hold.depth
 
 
 @contextmanager

@@ -143,6 +143,28 @@ def test_tasks_of_b2b_run_re_enter_the_process_hold(warehouse: str) -> None:
     assert night_lock.holds_lock()
 
 
+def test_a_lost_hold_is_taken_again_unless_another_run_took_the_warehouse(warehouse: str, monkeypatch) -> None:
+    """The connection holding the lock is cut (warehouse restart, an operator): the next task start
+    takes the lock again for the same run; if another run took the warehouse meanwhile, it fails."""
+    from b2b_pipeline.warehouse import connect
+
+    def cut() -> None:
+        with connect(warehouse, autocommit=True) as admin:
+            admin.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'b2b night %%'"
+            )
+
+    night_lock.acquire(warehouse, "b2b-run:cut", "2026-05-31", whole_run=True)
+    cut()
+    night_lock.revalidate(warehouse)
+    assert night_lock.holds_lock() and night_lock.current_holder(warehouse).run_id == "b2b-run:cut"
+    cut()
+    start_holder("task", warehouse, "scheduled__intruder", "2026-06-01").wait(timeout=30)  # took it meanwhile
+    with pytest.raises(NightLockBusy, match="scheduled__intruder"):
+        night_lock.revalidate(warehouse)
+    assert not night_lock.holds_lock()
+
+
 def test_a_task_hook_fails_without_retry_on_a_missing_database(warehouse: str, monkeypatch) -> None:
     """The DAG's pre_execute hook on a warehouse whose database does not exist: AirflowFailException
     (no retry), the cause in one line."""

@@ -67,8 +67,9 @@ def night_name(context: Any) -> str:
 
 def hold_night(context: Any) -> None:
     """`pre_execute`: take the warehouse's night lock for this task's run (waiting while another
-    run holds it). Within `b2b run` the CLI holds it already, in this process, and this is a no-op."""
-    from b2b_pipeline.night_lock import acquire, holds_lock
+    run holds it). Within `b2b run` the CLI holds it already, in this process: the hook only checks
+    that the hold is still in force (taking it again if its connection was lost)."""
+    from b2b_pipeline.night_lock import acquire, holds_lock, revalidate
     from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
 
     ti = context["ti"]
@@ -76,6 +77,8 @@ def hold_night(context: Any) -> None:
         log.warning("%s=%s: this process kills itself as the task starts", FAULT_KILL_AT_ENV, ti.task_id)
         os.kill(os.getpid(), signal.SIGKILL)
     if holds_lock():
+        with permanent_failures_not_retried():
+            revalidate(WarehouseHook().get_dsn())  # the hold's connection may have been lost since
         return
     with permanent_failures_not_retried():
         acquire(WarehouseHook().get_dsn(), ti.run_id, night_name(context), wait=True)
