@@ -4,11 +4,15 @@
 warehouse's data directory, Airflow's home and metadata database, logs and
 reports. Two homes never see each other. `B2B_WAREHOUSE_DSN`, when set, names
 an existing PostgreSQL server to use instead of the embedded one.
+
+The other `B2B_*` settings of the night are read here too, each by a function that names its
+variable in the error a bad value raises.
 """
 
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 HOME_ENV = "B2B_HOME"
@@ -29,6 +33,32 @@ def configured_dsn() -> str | None:
     return dsn or None
 
 
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def _seconds(env: str, default: int) -> int:
+    """A whole number of seconds from `env`, `default` when unset."""
+    value = os.environ.get(env, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{env} must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
+def _flag(env: str, default: bool) -> bool:
+    """true/false (also 1/0, yes/no, on/off) from `env`, `default` when unset."""
+    value = os.environ.get(env, "").strip().lower()
+    if not value:
+        return default
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ValueError(f"{env}={value!r}: expected true or false")
+
+
 NIGHT_LOCK_GAP_ENV = "B2B_NIGHT_LOCK_GAP_SECONDS"
 DEFAULT_NIGHT_LOCK_GAP = 600
 
@@ -36,15 +66,8 @@ DEFAULT_NIGHT_LOCK_GAP = 600
 def night_lock_gap() -> int:
     """Seconds after which a night's lease that no process holds counts as abandoned
     (`B2B_NIGHT_LOCK_GAP_SECONDS`, default 600): longer than the pause between two tasks of a night."""
-    value = os.environ.get(NIGHT_LOCK_GAP_ENV, "").strip()
-    if not value:
-        return DEFAULT_NIGHT_LOCK_GAP
-    if not value.isdigit():
-        raise ValueError(f"{NIGHT_LOCK_GAP_ENV} must be a whole number of seconds, not {value!r}")
-    return int(value)
+    return _seconds(NIGHT_LOCK_GAP_ENV, DEFAULT_NIGHT_LOCK_GAP)
 
-
-from decimal import Decimal, InvalidOperation  # noqa: E402 (appended with the gate's settings)
 
 GATE_MAX_AMOUNT_ENV = "B2B_GATE_MAX_AMOUNT"
 GATE_OUTLIER_FACTOR_ENV = "B2B_GATE_OUTLIER_FACTOR"
@@ -81,14 +104,8 @@ ALLOW_EXTERNAL_LINKS_ENV = "B2B_DROP_ALLOW_EXTERNAL_LINKS"
 
 def drop_allow_external_links() -> bool:
     """Whether the file drop may hold symbolic links that lead out of the drop folder
-    (`B2B_DROP_ALLOW_EXTERNAL_LINKS`: true/false, also 1/0, yes/no; default false: such a
-    link is refused like a bad file)."""
-    value = os.environ.get(ALLOW_EXTERNAL_LINKS_ENV, "").strip().lower()
-    if value in ("", "false", "0", "no", "off"):
-        return False
-    if value in ("true", "1", "yes", "on"):
-        return True
-    raise ValueError(f"{ALLOW_EXTERNAL_LINKS_ENV}={value!r}: expected true or false")
+    (`B2B_DROP_ALLOW_EXTERNAL_LINKS`, default false: such a link is refused like a bad file)."""
+    return _flag(ALLOW_EXTERNAL_LINKS_ENV, default=False)
 
 
 PUBLISH_WAIT_ENV = "B2B_PUBLISH_WAIT_SECONDS"
@@ -99,23 +116,13 @@ DEFAULT_PUBLISH_WAIT = 300
 def publish_wait_seconds() -> int:
     """How long the publish swap retries while readers hold the tables it replaces
     (`B2B_PUBLISH_WAIT_SECONDS`, default 300)."""
-    value = os.environ.get(PUBLISH_WAIT_ENV, "").strip()
-    if not value:
-        return DEFAULT_PUBLISH_WAIT
-    if not value.isdigit():
-        raise ValueError(f"{PUBLISH_WAIT_ENV} must be a whole number of seconds, not {value!r}")
-    return int(value)
+    return _seconds(PUBLISH_WAIT_ENV, DEFAULT_PUBLISH_WAIT)
 
 
 def publish_cancel_readers() -> bool:
     """Whether the publish swap, after waiting `B2B_PUBLISH_WAIT_SECONDS`, cancels the reading
     sessions still in its way (`B2B_PUBLISH_CANCEL_READERS`, default true) rather than fail the night."""
-    value = os.environ.get(PUBLISH_CANCEL_READERS_ENV, "").strip().lower()
-    if value in ("", "true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{PUBLISH_CANCEL_READERS_ENV}={value!r}: expected true or false")
+    return _flag(PUBLISH_CANCEL_READERS_ENV, default=True)
 
 
 FAULT_KILL_AT_ENV = "B2B_FAULT_KILL_AT"
