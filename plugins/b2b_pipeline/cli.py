@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from datetime import date
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +42,7 @@ DEMO_START = date(2024, 1, 1)
 DEMO_END = date(2026, 11, 25)
 DEMO_NIGHTLY_DAYS = 7
 DEMO_ERROR_RATE = 0.0005
+DEMO_COMPLETE = ".complete"  # `b2b demo`'s marker in its drop folder: the drop was generated to the end
 REPORTING_CURRENCY = "RUB"  # the dbt var reporting_currency's default
 # the values of `b2b load --system`: an unknown one is a usage error (exit 2), not an empty batch
 System = Enum("System", {name: name for name in SYSTEMS}, type=str)
@@ -135,7 +137,7 @@ def demo() -> None:
     """Generate the demo company under B2B_HOME and run its last night; print the metrics and the reports."""
     home = b2b_home()
     drop = home / "demo" / "drop"
-    marker = drop / ".complete"
+    marker = drop / DEMO_COMPLETE
     if marker.exists():
         console.print(f"Demo company already generated in {drop}")
     else:
@@ -220,9 +222,6 @@ def _date(value: str, option: str) -> date:
 
 def _dsn() -> str:
     return resolve_warehouse(console, err)
-
-
-DEMO_COMPLETE = ".complete"  # `b2b demo`'s marker in its drop folder: the drop was generated to the end
 
 
 def _refuse_existing_drop(out: Path) -> None:
@@ -383,18 +382,20 @@ def _run_night(night: Night, wait: bool = True) -> int:
     name = night.as_of.isoformat()
     try:
         with (
-            home_lock(home, name, wait=wait, on_wait=lambda m: err.print(f"Waiting: {escape(m)}")),
+            home_lock(home, name, wait=wait, on_wait=lambda m: err.print(f"Waiting: {escape(m)}", soft_wrap=True)),
             night_lock(
                 dsn,
                 new_run_id("b2b-run"),
                 name,
                 wait=wait,
-                on_wait=lambda h: err.print(f"Waiting: another night is running on the warehouse: {h.describe()}"),
+                on_wait=lambda h: err.print(
+                    f"Waiting: another night is running on the warehouse: {escape(h.describe())}", soft_wrap=True
+                ),
             ),
         ):
             return _run_locked_night(night, home, dsn)
     except (HomeLockBusy, NightLockBusy) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         return 1
     except psycopg.Error as exc:  # the warehouse went away while the lock was taken or given back
         err.print(f"[red]Failed[/red]: the warehouse {redact(dsn)}: {escape(one_line(exc))}", soft_wrap=True)
@@ -446,8 +447,6 @@ def _run_locked_night(night: Night, home: Path, dsn: str) -> int:
 
 
 def _print_headline(dsn: str, night: Night) -> None:
-    from decimal import Decimal
-
     from b2b_pipeline.nightly import headline_metrics
 
     metrics = headline_metrics(dsn, night.as_of)

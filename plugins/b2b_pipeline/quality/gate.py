@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from b2b_pipeline.config import gate_amount_limits
 from b2b_pipeline.nightly import Night
 from b2b_pipeline.publish import candidate
 from b2b_pipeline.quality.report import data_docs_dir, write_reports
@@ -359,8 +360,6 @@ def _catalog(conn: Any, schemas: Iterable[str]) -> dict[tuple[str, str], set[str
 def _placeholder_values(
     as_of: date, since: int, through: int, validated: Mapping[str, str], layer: str
 ) -> dict[str, str]:
-    from b2b_pipeline.config import gate_amount_limits
-
     cutoff = as_of + timedelta(days=1)
     max_amount, outlier_factor = gate_amount_limits()
     return {
