@@ -33,7 +33,21 @@ def test_schedule_is_a_nightly_data_interval(dagbag) -> None:
     assert str(dag.timetable.timezone) in ("UTC", "Timezone('UTC')")
     assert dag.max_active_runs == 1
     assert dag.catchup is False
-    assert dag.default_args["on_failure_callback"].__name__ == "notify_failure"
+    assert [f.__name__ for f in dag.default_args["on_failure_callback"]] == [
+        "notify_failure",
+        "release_night_on_failure",
+    ]
+
+
+def test_every_task_holds_the_night_lock(dagbag) -> None:
+    """The night lock's hooks reach every task, cosmos's dbt tasks included (through default_args)."""
+    dag = dagbag.dags[DAG_ID]
+    for task in dag.tasks:
+        assert task._pre_execute_hook.__name__ == "hold_night", task.task_id
+        # cosmos adds callbacks of its own to some tasks (the producer backs its XComs up on retry)
+        assert "release_night_on_success" in [f.__name__ for f in task.on_success_callback], task.task_id
+        assert "release_night_on_retry" in [f.__name__ for f in task.on_retry_callback], task.task_id
+        assert "release_night_on_failure" in [f.__name__ for f in task.on_failure_callback], task.task_id
 
 
 def test_tasks_and_their_order(dagbag) -> None:

@@ -73,7 +73,7 @@ def test_a_night_survives_kills_a_lost_warehouse_and_a_full_disk(
     2. Every connection to the warehouse cut while dbt builds: exit 1, the cause on one line,
        nothing published.
     3. The night then completes and publishes exactly the reference marts.
-    4. The disk fills up during dbt (new tables go to a tablespace on a 2 MB tmpfs; root only):
+    4. The disk fills up during dbt (new tables go to a tablespace on a 128 KB tmpfs; root only):
        exit 1 with "No space left on device" on one line, the published marts byte for byte; with
        space back, the night publishes the same marts again.
     """
@@ -171,10 +171,10 @@ def warehouse_cut_during_dbt(home: Path, warehouse: str, drop: Path) -> subproce
 
 @contextlib.contextmanager
 def tiny_default_tablespace(admin_dsn: str, warehouse: str) -> Iterator[bool]:
-    """New tables of the warehouse's database go to a tablespace on a 2 MB tmpfs for the block
+    """New tables of the warehouse's database go to a tablespace on a 128 KB tmpfs for the block
     (False when no tmpfs can be mounted here); everything is put back afterwards."""
     disk = Path(tempfile.mkdtemp(prefix="b2b-tiny-disk-"))  # where the server's OS user can reach it
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(disk)], check=False).returncode != 0:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)], check=False).returncode != 0:
         disk.rmdir()
         yield False
         return
