@@ -293,17 +293,6 @@ def night_lock(
         release(end_night=True)
 
 
-def current_holder(dsn: str) -> NightHolder | None:
-    """The run whose lease is open, if any (for messages; not a decision)."""
-    with connect(dsn, autocommit=True) as conn:
-        if not conn.execute("select to_regclass('raw_files.night_lock') is not null").fetchone()[0]:  # type: ignore[index]
-            return None
-        lease = _lease(conn)
-    if lease is None or lease.ended_at is not None:
-        return None
-    return lease.holder
-
-
 def new_run_id(kind: str) -> str:
     """A run id for a run outside Airflow: its kind, host, process and start."""
     return f"{kind}:{socket.gethostname()}:{os.getpid()}:{datetime.now(UTC):%Y%m%dT%H%M%S}"
