@@ -14,18 +14,18 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, dag, get_current_conte
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
+from b2b_pipeline.config import dbt_project_dir
 from b2b_pipeline.orchestration.callbacks import notify_failure
-from b2b_pipeline.orchestration.connection import WAREHOUSE_CONN_ID
-from b2b_pipeline.orchestration.dbt_profile import WarehouseProfileMapping
 from b2b_pipeline.orchestration.dbt_watcher import run_producer_first
-from b2b_pipeline.orchestration.project import dbt_manifest_path, dbt_project_path
 from b2b_pipeline.orchestration.task_guard import (
     hold_night,
+    hold_night_for_dbt,
     release_night_on_failure,
     release_night_on_retry,
     release_night_on_success,
 )
-from b2b_pipeline.transform.dbt_runner import GATE_CHECKED_TESTS, dbt_threads
+from b2b_pipeline.transform.dbt_runner import GATE_CHECKED_TESTS, night_vars
+from b2b_pipeline.transform.manifest import dbt_manifest_path
 
 PUBLISHED_MARTS = Asset(name="b2b_published_marts", uri="b2b://warehouse/marts")
 NIGHT = "ti.xcom_pull(task_ids='resolve_night')"
@@ -55,7 +55,7 @@ def b2b_sales_nightly() -> None:
     @task
     def resolve_night() -> dict[str, str]:
         """Name the night: its as-of date and drop folder (conf, else data interval and B2B_SOURCE_DIR)."""
-        from b2b_pipeline.nightly import resolve_night as resolve
+        from b2b_pipeline.night import resolve_night as resolve
 
         context = get_current_context()
         return resolve(context["dag_run"].conf, context.get("data_interval_end")).as_dict()
@@ -63,7 +63,7 @@ def b2b_sales_nightly() -> None:
     @task(retries=3, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True)
     def extract(system: str, night: dict[str, str]) -> dict:
         """Load the night's new files of one source system into raw_files."""
-        from b2b_pipeline.nightly import Night
+        from b2b_pipeline.night import Night
         from b2b_pipeline.nightly import extract as extract_system
         from b2b_pipeline.orchestration.task_guard import permanent_failures_not_retried
         from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
@@ -83,17 +83,17 @@ def b2b_sales_nightly() -> None:
     dbt = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(
-            dbt_project_path=dbt_project_path(),
+            dbt_project_path=dbt_project_dir(),
             manifest_path=dbt_manifest_path(),
             project_name="b2b_pipeline",
             install_dbt_deps=False,
         ),
+        # the project's one profile; it reads the B2B_PG_* variables that hold_night_for_dbt sets
+        # from the warehouse connection as each dbt task starts
         profile_config=ProfileConfig(
             profile_name="b2b_pipeline",
             target_name="warehouse",
-            profile_mapping=WarehouseProfileMapping(
-                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "public", "threads": dbt_threads()}
-            ),
+            profiles_yml_filepath=dbt_project_dir() / "profiles.yml",
         ),
         # one `dbt build` of every model in a producer task; each model's task watches it and
         # ends as its model did (a dbt invocation costs about 2 s, and there are 62 models)
@@ -109,21 +109,18 @@ def b2b_sales_nightly() -> None:
             emit_datasets=False,
         ),
         operator_args={
+            "pre_execute": hold_night_for_dbt,
             # no debug log file: cosmos runs dbt in a temporary copy of the project and deletes
             # it, log file and all, when the task ends (the task log keeps dbt's info lines)
             "dbt_cmd_flags": ["--log-level-file", "none"],
-            "vars": {
-                "as_of_date": "{{ " + NIGHT + "['as_of_date'] }}",
-                "core_schema": "core__candidate",
-                "marts_schema": "marts__candidate",
-            },
+            "vars": night_vars("{{ " + NIGHT + "['as_of_date'] }}"),
         },
     )
 
     @task
     def quality_gate(night: dict[str, str]) -> dict:
         """Validate the candidate schemas with the Great Expectations suites; fail the run when blocked."""
-        from b2b_pipeline.nightly import Night
+        from b2b_pipeline.night import Night
         from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
         from b2b_pipeline.quality.gate import enforce_gate
 
@@ -141,7 +138,8 @@ def b2b_sales_nightly() -> None:
     @task
     def summary(night: dict[str, str]) -> dict:
         """The night's headline metrics from the published marts."""
-        from b2b_pipeline.nightly import Night, headline_metrics
+        from b2b_pipeline.night import Night
+        from b2b_pipeline.nightly import headline_metrics
         from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
 
         return headline_metrics(WarehouseHook().get_dsn(), Night.from_dict(night).as_of)
@@ -149,7 +147,8 @@ def b2b_sales_nightly() -> None:
     @task
     def report(night: dict[str, str]) -> str | None:
         """The nightly HTML report (and the dbt docs when the project changed); never fails the night."""
-        from b2b_pipeline.nightly import Night, publish_report
+        from b2b_pipeline.night import Night
+        from b2b_pipeline.nightly import publish_report
         from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
 
         return publish_report(WarehouseHook().get_dsn(), Night.from_dict(night).as_of)

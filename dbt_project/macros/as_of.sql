@@ -31,7 +31,7 @@
     (date_trunc('month', date '{{ as_of_date_literal() }}')::date)
 {%- endmacro %}
 
-{# The reporting currency code, as a SQL literal. #}
+{# The reporting currency code, as a SQL literal (its default is the var's in dbt_project.yml). #}
 {% macro reporting_currency() -%}
-    '{{ var("reporting_currency", "RUB") | upper | replace("'", "") }}'
+    '{{ var("reporting_currency") | upper | replace("'", "") }}'
 {%- endmacro %}

@@ -20,10 +20,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from rich.table import Table
 
 from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
-from b2b_pipeline.config import b2b_home
+from b2b_pipeline.config import REPORTING_CURRENCY, b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.filedrop.spec import SYSTEMS
-from b2b_pipeline.nightly import Night
+from b2b_pipeline.night import Night
 from b2b_pipeline.quality.commands import gate_app
 from b2b_pipeline.warehouse import WarehouseUnavailable, check_warehouse, one_line, redact, warehouse_dsn
 
@@ -43,7 +43,6 @@ DEMO_END = date(2026, 11, 25)
 DEMO_NIGHTLY_DAYS = 7
 DEMO_ERROR_RATE = 0.0005
 DEMO_COMPLETE = ".complete"  # `b2b demo`'s marker in its drop folder: the drop was generated to the end
-REPORTING_CURRENCY = "RUB"  # the dbt var reporting_currency's default
 # the values of `b2b load --system`: an unknown one is a usage error (exit 2), not an empty batch
 System = Enum("System", {name: name for name in SYSTEMS}, type=str)
 
@@ -155,7 +154,7 @@ def airflow_ui(
 ) -> None:
     """Start Airflow standalone on localhost with the nightly DAG and the warehouse connection configured."""
     from b2b_pipeline.orchestration.local_airflow import airflow_environment, prepare_airflow
-    from b2b_pipeline.orchestration.project import ensure_manifest
+    from b2b_pipeline.transform.manifest import ensure_manifest
 
     home = b2b_home()
     dsn = _dsn()

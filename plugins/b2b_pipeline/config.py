@@ -1,12 +1,15 @@
-"""Where the project keeps its state, read from the environment.
+"""The project's settings: every `B2B_*` environment variable is read here and nowhere else.
 
 `B2B_HOME` (default `./.b2b`) holds everything stateful: the embedded
 warehouse's data directory, Airflow's home and metadata database, logs and
 reports. Two homes never see each other. `B2B_WAREHOUSE_DSN`, when set, names
 an existing PostgreSQL server to use instead of the embedded one.
 
-The other `B2B_*` settings of the night are read here too, each by a function that names its
-variable in the error a bad value raises.
+Where the project's own files are: `B2B_PROJECT_DIR` (the root holding `dags/`, `dbt_project/`
+and `expectations/`; default this repository), `B2B_DBT_PROJECT_DIR` and `B2B_EXPECTATIONS_DIR`
+(one of them elsewhere). The other settings of the night are read by a function each, which
+names its variable in the error a bad value raises. `tests/test_layers.py` keeps every other
+module from reading a `B2B_*` variable itself.
 """
 
 from __future__ import annotations
@@ -18,6 +21,17 @@ from pathlib import Path
 HOME_ENV = "B2B_HOME"
 DSN_ENV = "B2B_WAREHOUSE_DSN"
 DEFAULT_HOME = ".b2b"
+PROJECT_DIR_ENV = "B2B_PROJECT_DIR"
+DBT_PROJECT_DIR_ENV = "B2B_DBT_PROJECT_DIR"
+EXPECTATIONS_DIR_ENV = "B2B_EXPECTATIONS_DIR"
+SOURCE_DIR_ENV = "B2B_SOURCE_DIR"
+DBT_THREADS_ENV = "B2B_DBT_THREADS"
+# dbt's threads when B2B_DBT_THREADS is unset (profiles.yml repeats it): the SQL runs in PostgreSQL,
+# so a few more threads than cores keep both cores busy while dbt itself waits
+DEFAULT_DBT_THREADS = 4
+# the currency every money column of the marts is in: the dbt var `reporting_currency`'s default in
+# dbt_project.yml (tests/test_settings.py holds the two equal)
+REPORTING_CURRENCY = "RUB"
 
 
 def b2b_home() -> Path:
@@ -25,6 +39,53 @@ def b2b_home() -> Path:
     home = Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def reports_dir(home: Path | None = None) -> Path:
+    """Where the night's reports go: `<B2B_HOME>/reports` (one folder per as-of date, `latest/`, `dbt_docs/`)."""
+    return (home or b2b_home()) / "reports"
+
+
+def _path(env: str) -> Path | None:
+    value = os.environ.get(env, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def project_root() -> Path:
+    """The repository (or image) root holding dags/, dbt_project/ and expectations/:
+    `B2B_PROJECT_DIR`, else the checkout this package lives in."""
+    # plugins/b2b_pipeline/config.py -> the repository root
+    return _path(PROJECT_DIR_ENV) or Path(__file__).resolve().parents[2]
+
+
+def dbt_project_dir() -> Path:
+    """The dbt project: `B2B_DBT_PROJECT_DIR`, else `dbt_project/` of the project root."""
+    return _path(DBT_PROJECT_DIR_ENV) or project_root() / "dbt_project"
+
+
+def dags_folder() -> Path:
+    """The Airflow DAGs of the project: `dags/` of the project root."""
+    return project_root() / "dags"
+
+
+def expectations_dir() -> Path:
+    """The expectation suites: `B2B_EXPECTATIONS_DIR`, else `expectations/` of the project root."""
+    return _path(EXPECTATIONS_DIR_ENV) or project_root() / "expectations"
+
+
+def source_dir() -> Path | None:
+    """The file drop a scheduled night reads when its run names none (`B2B_SOURCE_DIR`), if set."""
+    return _path(SOURCE_DIR_ENV)
+
+
+def dbt_threads() -> int:
+    """How many models dbt builds at once: `B2B_DBT_THREADS`, else DEFAULT_DBT_THREADS."""
+    value = os.environ.get(DBT_THREADS_ENV, "").strip()
+    if not value:
+        return DEFAULT_DBT_THREADS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{DBT_THREADS_ENV} must be a positive whole number, not {value!r}")
+    return int(value)
 
 
 def configured_dsn() -> str | None:

@@ -1,68 +1,28 @@
-"""The steps of one night, as plain functions: the DAG's tasks and the CLI call these and nothing else.
+"""The steps of one night that are not a layer's own: extract from the drop, the headline, the report.
 
-A night is named by its as-of date D: it counts everything before D + 1 day
-00:00 UTC. The scheduled run at 02:00 UTC of day D + 1 covers the data interval
-[D 02:00, D+1 02:00) and so gets D; a manual run names D in its conf.
+The DAG's tasks and the CLI call these; a night itself (`Night`, its as-of date and cutoff) is
+`b2b_pipeline.night`. This module sits above the layers it strings together (filedrop, the
+marts, reporting), and no layer imports it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from b2b_pipeline.config import b2b_home, reports_dir
 from b2b_pipeline.filedrop.loader import load_drop
-from b2b_pipeline.publish import candidate
+from b2b_pipeline.night import Night
+from b2b_pipeline.reporting.dbt_docs import build_dbt_docs
+from b2b_pipeline.reporting.sales_report import build_report
+from b2b_pipeline.transform.manifest import dbt_manifest_path
 from b2b_pipeline.warehouse import connect
 
-SOURCE_DIR_ENV = "B2B_SOURCE_DIR"
 log = logging.getLogger(__name__)
-
-
-class NightConfigError(ValueError):
-    """The night cannot be named: no as-of date or no drop folder."""
-
-
-@dataclass(frozen=True)
-class Night:
-    as_of: date
-    source_dir: Path
-
-    def as_dict(self) -> dict[str, str]:
-        return {"as_of_date": self.as_of.isoformat(), "source_dir": str(self.source_dir)}
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, str]) -> Night:
-        return cls(as_of=date.fromisoformat(value["as_of_date"]), source_dir=Path(value["source_dir"]))
-
-
-def resolve_night(conf: Mapping[str, Any] | None, data_interval_end: datetime | None) -> Night:
-    """The night of a DAG run: `as_of_date` and `source_dir` from its conf, else from its data
-    interval and `B2B_SOURCE_DIR`."""
-    conf = conf or {}
-    if conf.get("as_of_date"):
-        try:
-            as_of = date.fromisoformat(str(conf["as_of_date"]))
-        except ValueError as exc:
-            raise NightConfigError(f"as_of_date {conf['as_of_date']!r} is not a date YYYY-MM-DD") from exc
-    elif data_interval_end is not None:
-        as_of = (data_interval_end - timedelta(days=1)).date()
-    else:
-        raise NightConfigError("no as_of_date in the run's conf and no data interval")
-    source = conf.get("source_dir") or os.environ.get(SOURCE_DIR_ENV)
-    if not source:
-        raise NightConfigError(f"no source_dir in the run's conf and {SOURCE_DIR_ENV} is not set")
-    source_dir = Path(str(source)).expanduser().resolve()
-    if not source_dir.is_dir():
-        raise NightConfigError(f"the drop folder {source_dir} does not exist")
-    return Night(as_of=as_of, source_dir=source_dir)
 
 
 def extract(dsn: str, night: Night, system: str) -> dict[str, Any]:
@@ -77,15 +37,6 @@ def extract(dsn: str, night: Night, system: str) -> dict[str, Any]:
         "rows_loaded": report.rows_loaded,
         "rows_quarantined": report.rows_quarantined,
         "refusals": [f"{f.file}: {f.reason}" for f in report.refusals],
-    }
-
-
-def dbt_vars(as_of: date | str) -> dict[str, str]:
-    """The dbt vars of a night: its as-of date, and the candidate schemas to build into."""
-    return {
-        "as_of_date": as_of if isinstance(as_of, str) else as_of.isoformat(),
-        "core_schema": candidate("core"),
-        "marts_schema": candidate("marts"),
     }
 
 
@@ -129,13 +80,8 @@ def publish_report(dsn: str, as_of: date) -> str | None:
 
     The marts are published by now: a report that cannot be built is logged, never a failed night.
     """
-    from b2b_pipeline.config import b2b_home
-    from b2b_pipeline.orchestration.project import dbt_manifest_path
-    from b2b_pipeline.reporting.dbt_docs import build_dbt_docs
-    from b2b_pipeline.reporting.sales_report import build_report
-
     home = b2b_home()
-    docs = home / "reports" / "dbt_docs" / "static_index.html"
+    docs = reports_dir(home) / "dbt_docs" / "static_index.html"
     manifest = dbt_manifest_path()
     try:
         if not docs.exists() or (manifest.exists() and manifest.stat().st_mtime > docs.stat().st_mtime):

@@ -17,6 +17,6 @@ os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_HOME 
 @pytest.fixture(scope="session")
 def manifest() -> Path:
     """The compiled dbt manifest the DAG is rendered from (dbt parse needs no database)."""
-    from b2b_pipeline.orchestration.project import ensure_manifest
+    from b2b_pipeline.transform.manifest import ensure_manifest
 
     return ensure_manifest("postgresql://postgres@127.0.0.1:5432/postgres")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from b2b_pipeline.orchestration.project import dags_folder
+from b2b_pipeline.config import dags_folder
 
 DAG_ID = "b2b_sales_nightly"
 
@@ -40,10 +40,12 @@ def test_schedule_is_a_nightly_data_interval(dagbag) -> None:
 
 
 def test_every_task_holds_the_night_lock(dagbag) -> None:
-    """The night lock's hooks reach every task, cosmos's dbt tasks included (through default_args)."""
+    """The night lock's hooks reach every task, cosmos's dbt tasks included; those also get the
+    environment of the project's one dbt profile (`hold_night_for_dbt`)."""
     dag = dagbag.dags[DAG_ID]
     for task in dag.tasks:
-        assert task._pre_execute_hook.__name__ == "hold_night", task.task_id
+        expected = "hold_night_for_dbt" if hasattr(task, "profile_config") else "hold_night"
+        assert task._pre_execute_hook.__name__ == expected, task.task_id
         # cosmos adds callbacks of its own to some tasks (the producer backs its XComs up on retry)
         assert "release_night_on_success" in [f.__name__ for f in task.on_success_callback], task.task_id
         assert "release_night_on_retry" in [f.__name__ for f in task.on_retry_callback], task.task_id
@@ -131,3 +133,17 @@ def test_the_dag_file_touches_no_database_at_parse_time(monkeypatch: pytest.Monk
     started = time.perf_counter()
     bag = DagBag(dag_folder=str(dags_folder() / "b2b_sales_nightly.py"))
     assert bag.import_errors == {} and time.perf_counter() - started < 5
+
+
+def test_dbt_runs_with_the_projects_one_profile(dagbag) -> None:
+    """cosmos runs dbt with `dbt_project/profiles.yml`, the profile `run_dbt` uses, and the night's vars."""
+    from b2b_pipeline.config import dbt_project_dir
+    from b2b_pipeline.transform.dbt_runner import night_vars
+
+    dbt_tasks = [t for t in dagbag.dags[DAG_ID].tasks if hasattr(t, "profile_config")]
+    assert dbt_tasks
+    for task in dbt_tasks:
+        assert Path(task.profile_config.profiles_yml_filepath) == dbt_project_dir() / "profiles.yml", task.task_id
+        assert task.profile_config.profile_mapping is None, task.task_id
+    producer = next(t for t in dbt_tasks if t.task_id.endswith("dbt_producer_watcher"))
+    assert producer.vars == night_vars("{{ ti.xcom_pull(task_ids='resolve_night')['as_of_date'] }}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from b2b_pipeline.filedrop import loader
+from b2b_pipeline.filedrop import jsonl_copy, loader
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.filedrop.schema import ensure_raw_schema
 
@@ -383,9 +383,9 @@ def test_json_lines_land_the_same_by_either_path(
     warehouse: str, tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     if path == "sql":
-        monkeypatch.setattr(loader, "_load_jsonl", loader._load_jsonl_sql)
+        monkeypatch.setattr(loader, "load_jsonl", jsonl_copy._load_jsonl_sql)
     write(tmp_path, "crm/activities.jsonl", "\r\n".join(ACTIVITY_LINES) + "\r\n\r\n")
-    with caplog.at_level(logging.INFO, logger="b2b_pipeline.filedrop.loader"):
+    with caplog.at_level(logging.INFO, logger="b2b_pipeline.filedrop"):
         report = load_drop(warehouse, tmp_path)
     assert ("parsing it in SQL" in caplog.text) is False  # the client path never fell back
     f = the(report, "crm/activities.jsonl")
@@ -414,7 +414,7 @@ def test_json_lines_with_numbers_are_parsed_in_sql(
         '{"rate_date": "2026-01-01", "currency": "USD", "rate": 91.50}\n'
         '{"rate_date": "2026-01-01", "currency": "EUR", "rate": "99"}\n',
     )
-    with caplog.at_level(logging.INFO, logger="b2b_pipeline.filedrop.loader"):
+    with caplog.at_level(logging.INFO, logger="b2b_pipeline.filedrop"):
         report = load_drop(warehouse, tmp_path)
     assert "parsing it in SQL" in caplog.text
     assert report.rows_loaded == 2

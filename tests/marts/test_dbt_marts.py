@@ -18,8 +18,7 @@ import pytest
 
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.generate import generate_company
-from b2b_pipeline.nightly import dbt_vars
-from b2b_pipeline.transform import run_dbt
+from b2b_pipeline.transform import night_vars, run_dbt
 
 from .compare import MART_NAMES, account_key_map_from_dim_accounts, assert_marts_equal
 from .reference import compute_marts
@@ -32,7 +31,7 @@ def build(dsn: str, as_of: dt.date, tmp_path: Path) -> None:
     result = run_dbt(
         ["build"],
         dsn=dsn,
-        vars=dbt_vars(as_of),
+        vars=night_vars(as_of),
         target_path=tmp_path / "target",
         log_path=tmp_path / "logs",
     )

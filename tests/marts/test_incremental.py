@@ -19,8 +19,7 @@ from psycopg import sql
 
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.generate import generate_company
-from b2b_pipeline.nightly import dbt_vars
-from b2b_pipeline.transform import run_dbt
+from b2b_pipeline.transform import night_vars, run_dbt
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +43,7 @@ def build(
     command = ["build" if tests else "run"] + (["--full-refresh"] if full_refresh else [])
     if select:
         command += ["--select", *select]
-    result = run_dbt(command, dsn=dsn, vars=dbt_vars(as_of), target_path=tmp_path / "target", log_path=tmp_path / "l")
+    result = run_dbt(command, dsn=dsn, vars=night_vars(as_of), target_path=tmp_path / "target", log_path=tmp_path / "l")
     assert result.success
     return result
 

@@ -25,12 +25,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from b2b_pipeline.filedrop.loader import load_drop
-from b2b_pipeline.nightly import Night, dbt_vars
+from b2b_pipeline.night import Night
 from b2b_pipeline.quality import gate
-from b2b_pipeline.quality.gate import GateBlocked, GateResult, accept_raw_batches, enforce_gate, run_gate
+from b2b_pipeline.quality.gate import enforce_gate, run_gate
 from b2b_pipeline.quality.report import gate_result_path
+from b2b_pipeline.quality.result import GateBlocked, GateResult
+from b2b_pipeline.quality.state import accept_raw_batches
 from b2b_pipeline.quality.suites import load_suites
-from b2b_pipeline.transform.dbt_runner import run_dbt
+from b2b_pipeline.transform.dbt_runner import night_vars, run_dbt
 from b2b_pipeline.warehouse import connect, with_database
 
 pytestmark = pytest.mark.integration
@@ -67,7 +69,7 @@ def _disconnect(admin_dsn: str, database: str) -> None:
 def build(dsn: str) -> None:
     """dbt build of the night into the candidate schemas; every model must build (tests may warn)."""
     with tempfile.TemporaryDirectory() as target:
-        result = run_dbt(["build"], dsn=dsn, vars=dbt_vars(AS_OF), target_path=Path(target), raise_on_failure=False)
+        result = run_dbt(["build"], dsn=dsn, vars=night_vars(AS_OF), target_path=Path(target), raise_on_failure=False)
     models = [n for n in result.nodes if n.unique_id.startswith("model.")]
     broken = [f"{n.unique_id}: {n.status} {n.message}" for n in models if n.status != "success"]
     assert models and not broken, "dbt models did not build:\n" + "\n".join(broken)

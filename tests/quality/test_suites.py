@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from b2b_pipeline.quality.gate import CheckResult, GateBlocked, GateResult, sqlalchemy_url
+from b2b_pipeline.quality.gx_runner import sqlalchemy_url
 from b2b_pipeline.quality.report import gate_result_path, render_html, write_reports
+from b2b_pipeline.quality.result import CheckResult, GateBlocked, GateResult
 from b2b_pipeline.quality.suites import (
     LAYERS,
     SuiteError,

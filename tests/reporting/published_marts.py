@@ -14,7 +14,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-STAGES = ("lead", "qualification", "relationship", "proposal", "negotiation", "closing", "post_sale")
+from b2b_pipeline.stages import cycle_stage_keys
+
+STAGES = cycle_stage_keys()  # lead .. post_sale, as the dbt seed canonical_stages.csv has them
 
 TABLES: dict[str, str] = {
     "sales_funnel": "cohort_month date, stage_key text, stage_order integer, deals_reached bigint,"

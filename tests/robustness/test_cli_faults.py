@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from b2b_pipeline import cli
 from b2b_pipeline.cli import app
-from b2b_pipeline.quality.gate import GateResult, accept_raw_batches, record_gate_run
+from b2b_pipeline.quality.result import GateResult
+from b2b_pipeline.quality.state import accept_raw_batches, record_gate_run
 from reporting.published_marts import create_marts, fill_marts  # tests/ is on sys.path (rootdir-relative)
 
 # a tiny company: 20 accounts over eight weeks, two nightly change folders

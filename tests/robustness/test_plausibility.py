@@ -29,8 +29,9 @@ from rich.console import Console
 from b2b_pipeline import cli
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.nightly import headline_metrics
-from b2b_pipeline.quality.gate import GateResult, run_gate
+from b2b_pipeline.quality.gate import run_gate
 from b2b_pipeline.quality.report import render_html
+from b2b_pipeline.quality.result import GateResult
 from b2b_pipeline.reporting import build_report
 from b2b_pipeline.reporting.report_charts import short_number
 from b2b_pipeline.reporting.sales_report import money

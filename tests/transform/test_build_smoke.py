@@ -1,4 +1,4 @@
-"""Smoke test of a full build: a tiny hand-built company through `build_marts`, marts checked by hand.
+"""Smoke test of a full build: a tiny hand-built company through `dbt build`, marts checked by hand.
 
 The expected values are worked out from METRICS.md in tests/transform/tiny_company.py. The test
 runs on every test server (the embedded PostgreSQL, reached by a unix-socket URL, and the server of
@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from b2b_pipeline.transform import DbtError, build_marts, run_dbt
+from b2b_pipeline.transform import DbtError, DbtResult, night_vars, run_dbt
 
 from . import tiny_company as tc
 from .raw_layer import RawWriter, create_raw_tables
@@ -58,9 +58,19 @@ def tiny_warehouse(warehouse: str) -> str:
     return warehouse
 
 
+def _build(dsn: str, as_of: str | dt.date, tmp_path: Path) -> DbtResult:
+    """`dbt build` of the night of `as_of`, straight into core and marts (no candidates to publish)."""
+    return run_dbt(
+        ["build"],
+        dsn=dsn,
+        vars=night_vars(as_of, candidates=False),
+        target_path=tmp_path / "target",
+        log_path=tmp_path / "logs",
+    )
+
+
 def test_build_marts_on_a_tiny_company(tiny_warehouse: str, tmp_path: Path) -> None:
-    dirs = {"target_path": tmp_path / "target", "log_path": tmp_path / "logs"}
-    result = build_marts(tiny_warehouse, tc.AS_OF_DATE, **dirs)
+    result = _build(tiny_warehouse, tc.AS_OF_DATE, tmp_path)
     assert result.success
     assert not result.failed_nodes
     assert not result.warned_nodes, [n.unique_id for n in result.warned_nodes]
@@ -129,7 +139,7 @@ def test_build_marts_on_a_tiny_company(tiny_warehouse: str, tmp_path: Path) -> N
     assert "Ivan@Alfa.ru" not in repr(contacts) and "123-45-67" not in repr(contacts)
 
     # Re-running an earlier day after a later one gives that day's numbers (incremental models kept).
-    build_marts(tiny_warehouse, "2026-02-10", **dirs)
+    _build(tiny_warehouse, "2026-02-10", tmp_path)
     assert _rows(tiny_warehouse, "select month, revenue, paying_customers from marts.revenue_monthly order by 1") == [
         (dt.date(2026, 1, 1), Decimal(5000).quantize(PRECISION), 1),
         (dt.date(2026, 2, 1), Decimal(0).quantize(PRECISION), 0),
@@ -150,5 +160,5 @@ def test_failures_raise_dbt_error(tiny_warehouse: str, tmp_path: Path) -> None:
             log_path=tmp_path / "logs",
         )
     assert "as_of_date" in str(caught.value)
-    with pytest.raises(ValueError):
-        build_marts(tiny_warehouse, "2026-13-01")
+    with pytest.raises(DbtError, match="2026-13-01"):
+        _build(tiny_warehouse, "2026-13-01", tmp_path)

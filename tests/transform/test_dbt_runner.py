@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from b2b_pipeline import config
+from b2b_pipeline.config import dbt_project_dir
 from b2b_pipeline.transform import dbt_runner
-from b2b_pipeline.transform.dbt_runner import DbtError, DbtNodeResult, dbt_project_dir, dsn_to_env, run_dbt
+from b2b_pipeline.transform.dbt_runner import DbtError, DbtNodeResult, dsn_to_env, run_dbt
 
 
 def test_tcp_url_becomes_profile_env() -> None:
@@ -55,9 +57,9 @@ def test_not_a_postgres_url() -> None:
 
 
 def test_project_dir_is_found_and_overridable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(dbt_runner.PROJECT_DIR_ENV, raising=False)
+    monkeypatch.delenv(config.DBT_PROJECT_DIR_ENV, raising=False)
     assert (dbt_project_dir() / "dbt_project.yml").is_file()
-    monkeypatch.setenv(dbt_runner.PROJECT_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(config.DBT_PROJECT_DIR_ENV, str(tmp_path))
     assert dbt_project_dir() == tmp_path.resolve()
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 
 from b2b_pipeline.bench.load import benchmark_drop, benchmark_load, scratch_database, summarize
-from b2b_pipeline.nightly import Night
+from b2b_pipeline.night import Night
 
 SIZES: dict[str, int] = {"S": 2_000, "M": 20_000, "L": 200_000}
 SEED = 42
@@ -196,7 +196,7 @@ def dag_parse_seconds(repeats: int = 5) -> float:
     """Median time to parse the DAG file, Airflow already imported (as the dag-processor does)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from b2b_pipeline.orchestration.project import dags_folder
+    from b2b_pipeline.config import dags_folder
 
     timings = []
     for _ in range(repeats):
@@ -243,7 +243,7 @@ def bench_size(company: Company, admin_dsn: str, home: Path, say: Say) -> dict[s
 
 def run_bench(sizes: list[str], admin_dsn: str, home: Path, cache: Path, out: Path, say: Say) -> tuple[Path, str]:
     """Measure every size; write the JSON and Markdown reports; (json path, markdown)."""
-    from b2b_pipeline.orchestration.project import ensure_manifest
+    from b2b_pipeline.transform.manifest import ensure_manifest
 
     ensure_manifest(admin_dsn)
     report: dict[str, Any] = {

@@ -31,7 +31,8 @@ import psycopg
 from psycopg import sql
 
 from b2b_pipeline.filedrop.discover import DropFile, discover
-from b2b_pipeline.filedrop.loader import DEFAULT_WORKERS, JSONL_COPY_OPTIONS, load_drop, load_file
+from b2b_pipeline.filedrop.jsonl_copy import JSONL_COPY_OPTIONS
+from b2b_pipeline.filedrop.loader import DEFAULT_WORKERS, load_drop, load_file
 from b2b_pipeline.filedrop.reader import chunks, read_csv_header
 from b2b_pipeline.filedrop.schema import ensure_raw_schema
 from b2b_pipeline.warehouse import connect, with_database

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from b2b_pipeline.stages import canonical_stages, cycle_stage_keys
+
 
 class Kind(StrEnum):
     """How a column's text is read."""
@@ -67,15 +69,8 @@ class Entity:
 C = Column
 K = Kind
 
-CANONICAL_STAGE_KEYS: tuple[str, ...] = (
-    "lead",
-    "qualification",
-    "relationship",
-    "proposal",
-    "negotiation",
-    "closing",
-    "post_sale",
-)
+# the stages of the sales cycle, lead to post_sale, as the dbt seed spells them
+CANONICAL_STAGE_KEYS: tuple[str, ...] = cycle_stage_keys()
 
 ENTITIES: tuple[Entity, ...] = (
     Entity(
@@ -136,7 +131,7 @@ ENTITIES: tuple[Entity, ...] = (
             C("stage_name", required=True),
             C("display_order", K.INTEGER, required=True),
             C("probability", K.NUMBER, required=True, min_value=0, max_value=1),
-            C("canonical_stage", required=True, allowed=(*CANONICAL_STAGE_KEYS, "lost")),
+            C("canonical_stage", required=True, allowed=tuple(s.key for s in canonical_stages())),
             C("updated_at", K.TIMESTAMP, required=True),
         ),
         key=("stage_id",),

@@ -20,10 +20,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from b2b_pipeline.nightly import Night
+from b2b_pipeline.config import dags_folder
+from b2b_pipeline.night import Night
 from b2b_pipeline.orchestration.connection import connection_json
-from b2b_pipeline.orchestration.project import dags_folder, ensure_manifest
 from b2b_pipeline.quality.report import gate_result_path
+from b2b_pipeline.transform.manifest import ensure_manifest
 from b2b_pipeline.warehouse import one_line
 
 log = logging.getLogger(__name__)

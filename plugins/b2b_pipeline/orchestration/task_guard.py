@@ -85,6 +85,18 @@ def hold_night(context: Any) -> None:
     _holding.add(_key(context))
 
 
+def hold_night_for_dbt(context: Any) -> None:
+    """`pre_execute` of the dbt tasks: `hold_night`, then the environment the project's dbt profile
+    (`dbt_project/profiles.yml`) reads, made from the warehouse connection, for the dbt that cosmos
+    runs in this task's process. The values stay in the process's environment only: no file, no
+    command line, no log."""
+    from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
+    from b2b_pipeline.transform.dbt_runner import dbt_environment
+
+    hold_night(context)
+    os.environ.update(dbt_environment(WarehouseHook().get_dsn()))
+
+
 def _release(context: Any, end_night: bool) -> None:
     from b2b_pipeline.night_lock import release
 

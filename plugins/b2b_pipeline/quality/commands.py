@@ -27,16 +27,11 @@ from rich.table import Table
 
 from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
 from b2b_pipeline.config import b2b_home
-from b2b_pipeline.nightly import Night
-from b2b_pipeline.quality.gate import (
-    PUBLISHED_SCHEMAS,
-    RAW_SCHEMA,
-    CheckResult,
-    GateResult,
-    accept_raw_batches,
-    run_gate,
-)
+from b2b_pipeline.night import Night
+from b2b_pipeline.quality.gate import PUBLISHED_SCHEMAS, RAW_SCHEMA, run_gate
 from b2b_pipeline.quality.report import write_reports
+from b2b_pipeline.quality.result import CheckResult, GateResult
+from b2b_pipeline.quality.state import accept_raw_batches
 from b2b_pipeline.quality.suites import LAYERS
 from b2b_pipeline.warehouse import connect, redact
 

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from b2b_pipeline.config import reports_dir
+from b2b_pipeline.files import write_atomically
+from b2b_pipeline.page_style import STYLESHEET
+
 if TYPE_CHECKING:
-    from b2b_pipeline.quality.gate import CheckResult, GateResult
+    from b2b_pipeline.quality.result import CheckResult, GateResult
 
 LAYER_ORDER = ("raw", "staging", "core", "marts")
 
 
 def report_dir(home: Path, as_of: date) -> Path:
     """The folder of one night's reports."""
-    return home / "reports" / as_of.isoformat()
+    return reports_dir(home) / as_of.isoformat()
 
 
 def gate_result_path(home: Path, as_of: date) -> Path:
@@ -57,8 +59,8 @@ def write_reports(result: GateResult, home: Path) -> ReportPaths:
     paths.json.parent.mkdir(parents=True, exist_ok=True)
     document = result.to_dict()
     document["report"] = str(paths.html)
-    _write_atomically(paths.json, json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
-    _write_atomically(paths.html, render_html(result, data_docs=_relative_docs(result, paths.html.parent)))
+    write_atomically(paths.json, json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
+    write_atomically(paths.html, render_html(result, data_docs=_relative_docs(result, paths.html.parent)))
     return paths
 
 
@@ -71,34 +73,7 @@ def _relative_docs(result: GateResult, folder: Path) -> str | None:
         return Path(result.data_docs).as_uri()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ------------------------------------------------------------------------------------------ HTML
-
-_CSS = """
-body{font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-margin:24px;color:#1f2328;background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;
-padding-bottom:4px}.muted{color:#656d76}.verdict{display:inline-block;padding:4px 12px;border-radius:6px;
-font-weight:600;color:#fff}.verdict.passed{background:#1a7f37}.verdict.blocked{background:#cf222e}
-table{border-collapse:collapse;width:100%;margin-top:6px}th,td{border:1px solid #d0d7de;padding:6px 8px;
-vertical-align:top;text-align:left}th{background:#f6f8fa;font-weight:600}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
-.badge.passed{background:#1a7f37}.badge.warned{background:#9a6700}.badge.blocked{background:#cf222e}
-.badge.skipped{background:#6e7781}tr.blocked td{background:#ffebe9}tr.warned td{background:#fff8c5}
-.desc{color:#656d76;font-size:12px;margin-top:2px}code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;
-font-size:12px}table.ex{width:auto;margin:0}table.ex td,table.ex th{padding:2px 6px;font-size:12px}
-dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:12px 0}dt{color:#656d76}dd{margin:0}
-"""
 
 
 def render_html(result: GateResult, data_docs: str | None = None) -> str:
@@ -110,7 +85,7 @@ def render_html(result: GateResult, data_docs: str | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{e(title)}</title><style>{STYLESHEET}</style></head><body>",
         f"<h1>Quality gate, night of {e(result.as_of.isoformat())}</h1>",
         f'<p><span class="verdict {verdict}">{verdict.upper()}</span> ',
         (

@@ -23,7 +23,6 @@ to GX, which puts the table there. A literal brace is doubled (`{{`), as GX requ
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,7 +32,8 @@ from typing import Any
 
 import yaml
 
-EXPECTATIONS_DIR_ENV = "B2B_EXPECTATIONS_DIR"
+from b2b_pipeline.config import expectations_dir
+
 LAYERS: tuple[str, ...] = ("raw", "staging", "core", "marts")
 SEVERITIES: tuple[str, ...] = ("block", "warn")
 UNEXPECTED_ROWS = "UnexpectedRowsExpectation"
@@ -106,16 +106,6 @@ class Suite:
     description: str
     checks: tuple[Check, ...]
     path: Path | None = None
-
-
-def expectations_dir() -> Path:
-    """Where the suites are: env `B2B_EXPECTATIONS_DIR`, else `expectations/` of the project root."""
-    override = os.environ.get(EXPECTATIONS_DIR_ENV, "").strip()
-    if override:
-        return Path(override).expanduser().resolve()
-    from b2b_pipeline.orchestration.project import project_root
-
-    return project_root() / "expectations"
 
 
 def load_suites(directory: Path | None = None, layers: Iterable[str] = LAYERS) -> list[Suite]:

@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from b2b_pipeline.config import reports_dir
 from b2b_pipeline.reporting.report_data import latest_published_as_of
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def build_dbt_docs(dsn: str, home: Path, *, as_of: date | None = None) -> Path:
     from b2b_pipeline.transform.dbt_runner import run_dbt
 
     home = Path(home)
-    out = home / "reports" / DOCS_DIR
+    out = reports_dir(home) / DOCS_DIR
     out.mkdir(parents=True, exist_ok=True)
     if as_of is None:
         try:

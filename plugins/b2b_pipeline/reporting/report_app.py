@@ -30,9 +30,9 @@ NOT_BUILT = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title
 
 
 def default_reports_dir() -> Path:
-    from b2b_pipeline.config import b2b_home
+    from b2b_pipeline.config import reports_dir
 
-    return b2b_home() / "reports"
+    return reports_dir()
 
 
 async def airflow_user(request: Request) -> Any:

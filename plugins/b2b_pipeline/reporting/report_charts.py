@@ -3,7 +3,8 @@
 Each function takes rows of a published mart and returns a `Chart`: a name (the HTML's
 `data-chart`), a title, the SVG markup and the number of data points plotted (`data-points`).
 Empty input gives a chart that says "No data published yet" and has 0 points.
-Glyphs are drawn as paths, so a chart looks the same everywhere and needs no font.
+Glyphs are drawn as paths, so a chart looks the same everywhere and needs no font. The stages,
+their order and display names are the dbt seed's (`b2b_pipeline.stages`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from b2b_pipeline.reporting.report_data import STAGES, Row
+from b2b_pipeline.reporting.report_data import Row
+from b2b_pipeline.stages import cycle_stage_keys, stage_labels
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -32,15 +34,6 @@ GREEN = "#1a7f37"
 RED = "#cf222e"
 GREY = "#8c959f"
 COHORT_COLORS = ("#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08306b")
-STAGE_LABELS = {
-    "lead": "Lead",
-    "qualification": "Qualification",
-    "relationship": "Relationship",
-    "proposal": "Proposal",
-    "negotiation": "Negotiation",
-    "closing": "Closing",
-    "post_sale": "Post-sale",
-}
 NO_DATA = "No data published yet"
 
 RC = {
@@ -234,13 +227,14 @@ def funnel_chart(funnel: Sequence[Row]) -> Chart:
     def draw() -> tuple[Figure, int]:
         fig, (ax,) = _figure()
         ax.set_title(title)
-        transitions = [f"{STAGE_LABELS[a]}\n→ {STAGE_LABELS[b]}" for a, b in itertools.pairwise(STAGES)]
+        stages, labels = cycle_stage_keys(), stage_labels()
+        transitions = [f"{labels[a]}\n→ {labels[b]}" for a, b in itertools.pairwise(stages)]
         cohorts = sorted({r["cohort_month"] for r in funnel})
         points = 0
         for i, cohort in enumerate(cohorts):
             rows = {r["stage_key"]: r for r in funnel if r["cohort_month"] == cohort}
             xs, ys = [], []
-            for x, stage in enumerate(STAGES[:-1]):
+            for x, stage in enumerate(stages[:-1]):
                 value = rows.get(stage, {}).get("conversion_to_next")
                 if value is not None:
                     xs.append(x)
@@ -458,12 +452,13 @@ def stage_durations_chart(rows: Sequence[Row], months: tuple[date, date] | None 
     def draw() -> tuple[Figure, int]:
         fig, (ax,) = _figure()
         ax.set_title(title)
-        known = [r for r in rows if r.get("avg_days_in_stage") is not None and r.get("stage_key") in STAGE_LABELS]
-        known.sort(key=lambda r: STAGES.index(r["stage_key"]))
+        stages, stage_names = cycle_stage_keys(), stage_labels()
+        known = [r for r in rows if r.get("avg_days_in_stage") is not None and r.get("stage_key") in stages]
+        known.sort(key=lambda r: stages.index(r["stage_key"]))
         if not known:
             _no_data(ax)
             return fig, 0
-        labels = [STAGE_LABELS[r["stage_key"]] for r in known]
+        labels = [stage_names[r["stage_key"]] for r in known]
         values = [float(r["avg_days_in_stage"]) for r in known]
         ys = list(range(len(known)))
         ax.barh(ys, values, color=BLUE)

@@ -10,7 +10,7 @@ image Airflow's plugin loader imports every `.py` file under `plugins/` as a top
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -18,26 +18,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from b2b_pipeline.config import REPORTING_CURRENCY
 from b2b_pipeline.warehouse import connect
 
 PUBLISHED_MARTS_SCHEMA = "marts"
-DEFAULT_CURRENCY = "RUB"
-# columns that, when a mart has one, name the reporting currency (none of the marts has one today)
+# columns that, when a mart has one, name the reporting currency (none of the marts has one today;
+# without one the report says config.REPORTING_CURRENCY, the currency the marts are built in)
 CURRENCY_COLUMNS = ("reporting_currency", "currency")
 FUNNEL_COHORTS = 6
 TOP_CUSTOMERS = 20
 REP_MONTHS = 3
 STAGE_MONTHS = 6
-
-STAGES: tuple[str, ...] = (
-    "lead",
-    "qualification",
-    "relationship",
-    "proposal",
-    "negotiation",
-    "closing",
-    "post_sale",
-)
 
 Row = dict[str, Any]
 
@@ -103,7 +94,7 @@ def _currency(cur: psycopg.Cursor[Row], schema: str, tables: set[str]) -> str:
         ).fetchone()
         if value and value["c"]:
             return str(value["c"]).strip().upper()
-    return DEFAULT_CURRENCY
+    return REPORTING_CURRENCY
 
 
 def month_start(day: date) -> date:
@@ -113,6 +104,95 @@ def month_start(day: date) -> date:
 def add_months(month: date, months: int) -> date:
     index = month.year * 12 + month.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class _MartRead:
+    """How the list `MartsSnapshot.<attribute>` is read: `query` on `mart` (written `{m}` in it), with
+    `params` (taken from the snapshot read so far) for its `%s`. A mart not published leaves it empty."""
+
+    attribute: str
+    mart: str
+    query: str
+    params: Callable[[MartsSnapshot], Sequence[Any]] = lambda snap: ()
+
+
+# In the order of `MartsSnapshot.missing`. They run after the customers' summary (`_CUSTOMERS`),
+# whose as-of date sets the months the per-rep and time-in-stage figures cover.
+_READS: tuple[_MartRead, ...] = (
+    _MartRead(
+        "funnel",
+        "sales_funnel",
+        "with cohorts as (select distinct cohort_month from {m} order by cohort_month desc limit %s)"
+        " select cohort_month, stage_key, stage_order, deals_reached, deals_reached_next,"
+        " conversion_to_next from {m} where cohort_month in (select cohort_month from cohorts)"
+        " order by cohort_month, stage_order",
+        lambda snap: (FUNNEL_COHORTS,),
+    ),
+    _MartRead(
+        "performance",
+        "sales_performance_monthly",
+        "select month, deals_won, deals_lost, win_rate, won_amount, avg_deal_size, avg_cycle_days,"
+        " median_cycle_days from {m} order by month",
+    ),
+    _MartRead(
+        "revenue",
+        "revenue_monthly",
+        "select month, revenue, revenue_new_customers, new_customer_revenue_share,"
+        " paying_customers from {m} order by month",
+    ),
+    _MartRead(
+        "retention",
+        "retention_monthly",
+        "select month, customers_start, customers_end, customers_new, customers_churned,"
+        " retention_rate, churn_rate from {m} order by month",
+    ),
+    _MartRead(
+        "repeat",
+        "repeat_purchase_monthly",
+        "select month, customers_with_purchase, customers_with_repeat_purchase,"
+        " repeat_purchase_rate from {m} order by month",
+    ),
+    _MartRead(
+        "top_customers",
+        "customer_value",
+        "select account_key, account_name, potential_contract_value, weighted_open_pipeline,"
+        " active_mrr from {m} order by potential_contract_value desc, account_name, account_key"
+        " limit %s",
+        lambda snap: (TOP_CUSTOMERS,),
+    ),
+    _MartRead(
+        "reps",
+        "sales_rep_performance_monthly",
+        "select sales_rep_key, max(sales_rep_name) as sales_rep_name, max(team) as team,"
+        " sum(deals_won) as deals_won, sum(deals_lost) as deals_lost,"
+        " sum(deals_won)::numeric / nullif(sum(deals_won + deals_lost), 0) as win_rate,"
+        " coalesce(sum(won_amount), 0) as won_amount,"
+        " sum(avg_cycle_days * deals_won) / nullif(sum(deals_won)"
+        "   filter (where avg_cycle_days is not null), 0) as avg_cycle_days"
+        " from {m} where month between %s and %s"
+        " group by sales_rep_key order by won_amount desc, deals_won desc, sales_rep_name",
+        lambda snap: snap.reps_months,
+    ),
+    _MartRead(
+        "stage_durations",
+        "stage_durations_monthly",
+        "select stage_key, min(stage_order) as stage_order, sum(stage_entries) as stage_entries,"
+        " sum(completed_stays) as completed_stays,"
+        " sum(avg_days_in_stage * completed_stays) / nullif(sum(completed_stays)"
+        "   filter (where avg_days_in_stage is not null), 0) as avg_days_in_stage"
+        " from {m} where month between %s and %s and stage_order is not null"
+        " group by stage_key order by min(stage_order)",
+        lambda snap: snap.stage_months,
+    ),
+)
+# `MartsSnapshot.customers`: one row, all existing customers; its `as_of` is the published as-of date
+_CUSTOMERS = (
+    "select count(*) as customers, coalesce(sum(potential_contract_value), 0) as potential_value,"
+    " coalesce(sum(active_mrr), 0) as active_mrr,"
+    " coalesce(sum(weighted_open_pipeline), 0) as weighted_open_pipeline,"
+    " max(as_of_date) as as_of from {m}"
+)
 
 
 def read_marts(
@@ -132,116 +212,22 @@ def read_marts(
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             tables = _published(cur, schema)
 
-            def t(name: str) -> sql.Composable:
-                return sql.Identifier(schema, name)
+            def query(text: str, mart: str) -> sql.Composable:
+                return sql.SQL(text).format(m=sql.Identifier(schema, mart))
 
-            snap = MartsSnapshot(schema=schema, published_as_of=None, currency=currency or DEFAULT_CURRENCY)
-            wanted = (
-                "sales_funnel",
-                "sales_performance_monthly",
-                "revenue_monthly",
-                "retention_monthly",
-                "repeat_purchase_monthly",
-                "customer_value",
-                "sales_rep_performance_monthly",
-                "stage_durations_monthly",
+            snap = MartsSnapshot(
+                schema=schema,
+                published_as_of=None,
+                currency=_currency(cur, schema, tables) if currency is None else currency or REPORTING_CURRENCY,
+                missing=[read.mart for read in _READS if read.mart not in tables],
             )
-            snap.missing = [name for name in wanted if name not in tables]
-            if currency is None:
-                snap.currency = _currency(cur, schema, tables)
-
             if "customer_value" in tables:
-                snap.customers = _rows(
-                    cur,
-                    sql.SQL(
-                        "select count(*) as customers, coalesce(sum(potential_contract_value), 0) as potential_value,"
-                        " coalesce(sum(active_mrr), 0) as active_mrr,"
-                        " coalesce(sum(weighted_open_pipeline), 0) as weighted_open_pipeline,"
-                        " max(as_of_date) as as_of from {}"
-                    ).format(t("customer_value")),
-                )[0]
+                snap.customers = _rows(cur, query(_CUSTOMERS, "customer_value"))[0]
                 snap.published_as_of = snap.customers.pop("as_of")
-                snap.top_customers = _rows(
-                    cur,
-                    sql.SQL(
-                        "select account_key, account_name, potential_contract_value, weighted_open_pipeline,"
-                        " active_mrr from {} order by potential_contract_value desc, account_name, account_key"
-                        " limit %s"
-                    ).format(t("customer_value")),
-                    (TOP_CUSTOMERS,),
-                )
             anchor = month_start(snap.published_as_of or as_of or date.today())
             snap.reps_months = (add_months(anchor, 1 - REP_MONTHS), anchor)
             snap.stage_months = (add_months(anchor, 1 - STAGE_MONTHS), anchor)
-            if "sales_funnel" in tables:
-                snap.funnel = _rows(
-                    cur,
-                    sql.SQL(
-                        "with cohorts as (select distinct cohort_month from {f} order by cohort_month desc limit %s)"
-                        " select cohort_month, stage_key, stage_order, deals_reached, deals_reached_next,"
-                        " conversion_to_next from {f} where cohort_month in (select cohort_month from cohorts)"
-                        " order by cohort_month, stage_order"
-                    ).format(f=t("sales_funnel")),
-                    (FUNNEL_COHORTS,),
-                )
-            if "sales_performance_monthly" in tables:
-                snap.performance = _rows(
-                    cur,
-                    sql.SQL(
-                        "select month, deals_won, deals_lost, win_rate, won_amount, avg_deal_size, avg_cycle_days,"
-                        " median_cycle_days from {} order by month"
-                    ).format(t("sales_performance_monthly")),
-                )
-            if "revenue_monthly" in tables:
-                snap.revenue = _rows(
-                    cur,
-                    sql.SQL(
-                        "select month, revenue, revenue_new_customers, new_customer_revenue_share,"
-                        " paying_customers from {} order by month"
-                    ).format(t("revenue_monthly")),
-                )
-            if "retention_monthly" in tables:
-                snap.retention = _rows(
-                    cur,
-                    sql.SQL(
-                        "select month, customers_start, customers_end, customers_new, customers_churned,"
-                        " retention_rate, churn_rate from {} order by month"
-                    ).format(t("retention_monthly")),
-                )
-            if "repeat_purchase_monthly" in tables:
-                snap.repeat = _rows(
-                    cur,
-                    sql.SQL(
-                        "select month, customers_with_purchase, customers_with_repeat_purchase,"
-                        " repeat_purchase_rate from {} order by month"
-                    ).format(t("repeat_purchase_monthly")),
-                )
-            if "sales_rep_performance_monthly" in tables:
-                snap.reps = _rows(
-                    cur,
-                    sql.SQL(
-                        "select sales_rep_key, max(sales_rep_name) as sales_rep_name, max(team) as team,"
-                        " sum(deals_won) as deals_won, sum(deals_lost) as deals_lost,"
-                        " sum(deals_won)::numeric / nullif(sum(deals_won + deals_lost), 0) as win_rate,"
-                        " coalesce(sum(won_amount), 0) as won_amount,"
-                        " sum(avg_cycle_days * deals_won) / nullif(sum(deals_won)"
-                        "   filter (where avg_cycle_days is not null), 0) as avg_cycle_days"
-                        " from {r} where month between %s and %s"
-                        " group by sales_rep_key order by won_amount desc, deals_won desc, sales_rep_name"
-                    ).format(r=t("sales_rep_performance_monthly")),
-                    (add_months(anchor, 1 - REP_MONTHS), anchor),
-                )
-            if "stage_durations_monthly" in tables:
-                snap.stage_durations = _rows(
-                    cur,
-                    sql.SQL(
-                        "select stage_key, min(stage_order) as stage_order, sum(stage_entries) as stage_entries,"
-                        " sum(completed_stays) as completed_stays,"
-                        " sum(avg_days_in_stage * completed_stays) / nullif(sum(completed_stays)"
-                        "   filter (where avg_days_in_stage is not null), 0) as avg_days_in_stage"
-                        " from {s} where month between %s and %s and stage_order is not null"
-                        " group by stage_key order by min(stage_order)"
-                    ).format(s=t("stage_durations_monthly")),
-                    (add_months(anchor, 1 - STAGE_MONTHS), anchor),
-                )
+            for read in _READS:
+                if read.mart in tables:
+                    setattr(snap, read.attribute, _rows(cur, query(read.query, read.mart), read.params(snap)))
     return snap

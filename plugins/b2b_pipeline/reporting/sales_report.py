@@ -11,8 +11,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -20,11 +18,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from b2b_pipeline.config import reports_dir
+from b2b_pipeline.files import write_atomically
+from b2b_pipeline.page_style import SALES_REPORT, STYLESHEET
 from b2b_pipeline.quality.report import gate_result_path, html_report_path, report_dir
 from b2b_pipeline.reporting.report_charts import Chart, all_charts, short_number
 from b2b_pipeline.reporting.report_data import (
     PUBLISHED_MARTS_SCHEMA,
-    STAGES,
     MartsSnapshot,
     Row,
     add_months,
@@ -32,6 +32,7 @@ from b2b_pipeline.reporting.report_data import (
     month_start,
     read_marts,
 )
+from b2b_pipeline.stages import cycle_stage_keys
 from b2b_pipeline.warehouse import connect
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class UnknownNightError(ReportError):
 
 
 def reports_root(home: Path) -> Path:
-    return home / "reports"
+    return reports_dir(home)
 
 
 def latest_dir(home: Path) -> Path:
@@ -170,36 +171,6 @@ def _by_month(rows: Iterable[Row]) -> dict[date, Row]:
 
 # ------------------------------------------------------------------------------------- HTML
 
-CSS = """
-*{box-sizing:border-box}
-body{font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;
-margin:0;color:#1f2328;background:#f6f8fa}
-main{max-width:1320px;margin:0 auto;padding:20px 24px 40px}
-header.top{background:#fff;border-bottom:1px solid #d0d7de;padding:16px 24px}
-header.top .inner{max-width:1320px;margin:0 auto;display:flex;flex-wrap:wrap;gap:10px 28px;align-items:baseline}
-h1{font-size:22px;margin:0}h2{font-size:17px;margin:28px 0 10px}
-.facts{display:flex;flex-wrap:wrap;gap:6px 22px;color:#424a53}.facts b{color:#1f2328}
-.badge{display:inline-block;padding:2px 10px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
-.badge.passed{background:#1a7f37}.badge.blocked{background:#cf222e}.badge.unknown{background:#6e7781}
-.badge.warn{background:#9a6700}
-.banner{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:8px 12px;margin:14px 0 0}
-.banner.bad{background:#ffebe9;border-color:#cf222e}
-.kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px;margin-top:16px}
-.kpi{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 14px}
-.kpi .label{color:#656d76;font-size:12px}.kpi .value{font-size:22px;font-weight:600;margin:2px 0}
-.kpi .prev{color:#656d76;font-size:12px}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:14px}
-figure.chart{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:0;padding:10px 12px}
-figure.chart svg{display:block;width:100%;height:auto}
-figcaption{color:#656d76;font-size:12px;margin-top:4px}
-.card{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 12px;overflow-x:auto}
-table{border-collapse:collapse;width:100%}th,td{padding:5px 8px;border-bottom:1px solid #eaeef2;text-align:left;
-white-space:nowrap}th{font-size:12px;color:#424a53;background:#f6f8fa}td.num,th.num{text-align:right;
-font-variant-numeric:tabular-nums}td.name{white-space:normal}
-.muted{color:#656d76}footer{color:#656d76;font-size:12px;margin-top:28px}
-a{color:#0969da}
-"""
-
 
 def _table(name: str, head: Sequence[tuple[str, bool]], rows: Sequence[Sequence[str]], classes: str = "") -> str:
     """An HTML table; `head` is (label, numeric) pairs; cells are already-escaped HTML."""
@@ -290,7 +261,7 @@ def _funnel_table(snap: MartsSnapshot) -> str:
     cell = {(r["cohort_month"], r["stage_key"]): r for r in snap.funnel}
     head = [("Stage reached", False)] + [(f"{c:%b %Y}", True) for c in cohorts]
     rows = []
-    for stage in STAGES:
+    for stage in cycle_stage_keys():
         line = [e(stage.replace("_", "-"))]
         for c in cohorts:
             r = cell.get((c, stage))
@@ -417,7 +388,7 @@ def render_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
+        f'<title>{e(title)}</title><style>{STYLESHEET}</style></head><body class="{SALES_REPORT}">',
         '<header class="top"><div class="inner">',
         "<h1>B2B sales report</h1>",
         '<div class="facts">',
@@ -469,19 +440,6 @@ def render_report(
 # ------------------------------------------------------------------------------------ build
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _latest_as_of(home: Path) -> date | None:
     try:
         return date.fromisoformat(json.loads((latest_dir(home) / META).read_text(encoding="utf-8"))["as_of"])
@@ -501,7 +459,8 @@ def build_report(
 
     Also writes `report.json` (the as-of dates, the currency, the gate status, the points of each
     chart) and copies both into `reports/latest/` unless that holds a later night's report.
-    `currency` overrides the reporting currency (default: a currency column of the marts, else RUB).
+    `currency` overrides the reporting currency (default: a currency column of the marts, else
+    `b2b_pipeline.config.REPORTING_CURRENCY`).
     """
     home = Path(home)
     snap = read_marts(dsn, as_of=as_of, schema=schema, currency=currency)
@@ -536,13 +495,13 @@ def build_report(
     meta_text = json.dumps(meta, indent=2) + "\n"
     folder = report_dir(home, as_of)
     index = folder / INDEX
-    _write_atomically(index, page)
-    _write_atomically(folder / META, meta_text)
+    write_atomically(index, page)
+    write_atomically(folder / META, meta_text)
     latest = _latest_as_of(home)
     if latest is None or as_of >= latest:
         # the report first, then the meta that names its night
-        _write_atomically(latest_dir(home) / INDEX, page)
-        _write_atomically(latest_dir(home) / META, meta_text)
+        write_atomically(latest_dir(home) / INDEX, page)
+        write_atomically(latest_dir(home) / META, meta_text)
     else:
         log.info("reports/latest stays at %s (newer than %s)", latest, as_of)
     log.info("sales report for %s: %s", as_of, index)

@@ -1,21 +1,10 @@
-"""Transform: run the dbt project (staging -> intermediate -> core -> marts) against the warehouse."""
+"""Transform: run the dbt project (staging -> intermediate -> core -> marts) against the warehouse.
 
-from b2b_pipeline.transform.dbt_runner import (
-    DbtError,
-    DbtNodeResult,
-    DbtResult,
-    build_marts,
-    dbt_project_dir,
-    dsn_to_env,
-    run_dbt,
-)
+- `dbt_runner`: one in-process dbt invocation (`run_dbt`), the night's dbt vars (`night_vars`) and
+  the environment the project's one profile reads (`dbt_environment`).
+- `manifest`: the compiled manifest the DAG is rendered from.
+"""
 
-__all__ = [
-    "DbtError",
-    "DbtNodeResult",
-    "DbtResult",
-    "build_marts",
-    "dbt_project_dir",
-    "dsn_to_env",
-    "run_dbt",
-]
+from b2b_pipeline.transform.dbt_runner import DbtError, DbtNodeResult, DbtResult, night_vars, run_dbt
+
+__all__ = ["DbtError", "DbtNodeResult", "DbtResult", "night_vars", "run_dbt"]

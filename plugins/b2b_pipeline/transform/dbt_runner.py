@@ -1,16 +1,17 @@
 """Run the project's dbt commands in-process, against a warehouse named by a PostgreSQL URL.
 
-`run_dbt()` makes one `dbtRunner` invocation. The dbt profile (`dbt_project/profiles.yml`) reads
-only the `B2B_PG_*` environment variables, which are set from the URL for the duration of the call
-and restored afterwards, so no credential is ever written to a file or put on a command line.
-
-`build_marts()` is the nightly step: `dbt build` (seeds, models and their tests) for one as-of date.
+There is one dbt profile, `dbt_project/profiles.yml`, and it reads only the `B2B_PG_*`
+environment variables (`dbt_environment()` makes them from a URL), so no credential is ever
+written to a file or put on a command line. `run_dbt()` sets them for the duration of one
+`dbtRunner` invocation and restores them afterwards (the CLI's dbt docs, tests); the nightly DAG's
+dbt tasks (cosmos) read the same file, with the variables set as each task starts
+(`orchestration.task_guard.hold_night_for_dbt`). `night_vars()` are the dbt vars of a night, for
+both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
@@ -18,17 +19,16 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from b2b_pipeline.config import DBT_THREADS_ENV, dbt_project_dir, dbt_threads
+from b2b_pipeline.publish import candidate
+
 log = logging.getLogger(__name__)
 
-PROJECT_DIR_ENV = "B2B_DBT_PROJECT_DIR"
-THREADS_ENV = "B2B_DBT_THREADS"
-# dbt's threads when B2B_DBT_THREADS is unset (profiles.yml repeats it): the SQL runs in PostgreSQL,
-# so a few more threads than cores keep both cores busy while dbt itself waits
-DEFAULT_THREADS = 4
 # dbt tests that the quality gate runs as they are, with severity block (the key checks of the core
 # star): the nightly DAG leaves them to the gate rather than scan the same tables twice.
 # tests/quality/test_suites.py holds each tagged test to its twin in expectations/core.yml.
@@ -95,26 +95,19 @@ class DbtResult:
         return [n for n in self.nodes if n.status == "warn"]
 
 
-def dbt_threads() -> int:
-    """How many models dbt builds at once: B2B_DBT_THREADS, else DEFAULT_THREADS."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return DEFAULT_THREADS
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{THREADS_ENV} must be a positive whole number, not {value!r}")
-    return int(value)
+def night_vars(as_of: date | str, *, candidates: bool = True) -> dict[str, str]:
+    """The dbt vars of the night of `as_of`: its as-of date and the schemas core and marts are built
+    into (the candidate schemas the quality gate checks and the publish step swaps in, unless
+    `candidates` is false). The DAG passes these to cosmos (with `as_of` a template); tests pass them
+    to `run_dbt`."""
+    day = as_of if isinstance(as_of, str) else as_of.isoformat()
+    core, marts = (candidate("core"), candidate("marts")) if candidates else ("core", "marts")
+    return {"as_of_date": day, "core_schema": core, "marts_schema": marts}
 
 
-def dbt_project_dir() -> Path:
-    """The dbt project: env `B2B_DBT_PROJECT_DIR`, else `$B2B_PROJECT_DIR/dbt_project`, else this repository's."""
-    override = os.environ.get(PROJECT_DIR_ENV, "").strip()
-    if override:
-        return Path(override).expanduser().resolve()
-    root = os.environ.get("B2B_PROJECT_DIR", "").strip()  # an installed package (the Docker image)
-    if root:
-        return Path(root).expanduser().resolve() / "dbt_project"
-    # plugins/b2b_pipeline/transform/dbt_runner.py -> repository root
-    return Path(__file__).resolve().parents[3] / "dbt_project"
+def dbt_environment(dsn: str) -> dict[str, str]:
+    """The environment the dbt profile reads: the `B2B_PG_*` variables of `dsn` and the thread count."""
+    return {**dsn_to_env(dsn), DBT_THREADS_ENV: str(dbt_threads())}
 
 
 def dsn_to_env(dsn: str) -> dict[str, str]:
@@ -253,9 +246,9 @@ def run_dbt(
     if log_path is not None:
         args += ["--log-path", str(log_path)]
 
-    env = dsn_to_env(dsn)
+    env = dbt_environment(dsn)
     if threads is not None:
-        env[THREADS_ENV] = str(threads)
+        env[DBT_THREADS_ENV] = str(threads)
 
     log.info("dbt %s (project %s, database %s on %s)", " ".join(command), project, env[ENV_DBNAME], env[ENV_HOST])
     started = time.monotonic()
@@ -287,53 +280,3 @@ def run_dbt(
             reason += f": {outcome.exception}"
         raise DbtError(reason, result.failed_nodes, result)
     return result
-
-
-def build_marts(
-    dsn: str,
-    as_of_date: dt.date | str,
-    *,
-    reporting_currency: str = "RUB",
-    core_schema: str = "core",
-    marts_schema: str = "marts",
-    select: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-    full_refresh: bool = False,
-    extra_vars: Mapping[str, Any] | None = None,
-    project_dir: Path | None = None,
-    target_path: Path | None = None,
-    log_path: Path | None = None,
-    threads: int | None = None,
-) -> DbtResult:
-    """Build the whole project for one as-of date: `dbt build` (seeds, models and their tests).
-
-    `as_of_date` is the last UTC day counted (the cutoff is the next day, 00:00 UTC). `core_schema`
-    and `marts_schema` name the schemas core and marts are built into (candidate schemas for a
-    write-audit-publish swap). `full_refresh` rebuilds the incremental raw-version models from
-    scratch. Raises `DbtError` when a model fails or a test of severity error fails.
-    """
-    day = as_of_date if isinstance(as_of_date, str) else as_of_date.isoformat()
-    dt.date.fromisoformat(day)  # validate early, with a clear message
-    vars_: dict[str, Any] = {
-        "as_of_date": day,
-        "reporting_currency": reporting_currency,
-        "core_schema": core_schema,
-        "marts_schema": marts_schema,
-        **(extra_vars or {}),
-    }
-    command = ["build"]
-    if select:
-        command += ["--select", *select]
-    if exclude:
-        command += ["--exclude", *exclude]
-    if full_refresh:
-        command.append("--full-refresh")
-    return run_dbt(
-        command,
-        dsn=dsn,
-        vars=vars_,
-        project_dir=project_dir,
-        target_path=target_path,
-        log_path=log_path,
-        threads=threads,
-    )

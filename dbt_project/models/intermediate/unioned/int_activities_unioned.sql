@@ -15,32 +15,18 @@
 
 with
 
-files_activities as (
+unioned as (
 
-    select * from {{ ref('stg_files__activities') }}
-    where
-        {{ latest_versions_only_changed(
+    {{ union_staging(
+        'activities',
+        [ref('stg_files__activities')],
+        where=latest_versions_only_changed(
             ref('base_files__activities'),
             ['activity_id'],
             crossing=['occurred_at'],
             upstream=ref('stg_files__activities')
-        ) }}
-
-),
-
-unioned as (
-
-    select
-        'files' as source_system,
-        activity_id,
-        deal_id,
-        account_id,
-        contact_id,
-        owner_user_id,
-        channel,
-        occurred_at,
-        updated_at
-    from files_activities
+        )
+    ) }}
 
 ),
 

@@ -4,26 +4,9 @@
 
 with
 
-files_customers as (
-
-    select * from {{ ref('stg_files__customers') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        'files' as crm_source_system,
-        customer_id,
-        crm_account_id,
-        customer_name,
-        tax_id,
-        email_domain,
-        currency,
-        created_at,
-        updated_at
-    from files_customers
+    {{ union_staging('billing_customers', [ref('stg_files__customers')]) }}
 
 ),
 

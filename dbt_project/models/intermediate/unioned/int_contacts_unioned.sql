@@ -2,25 +2,9 @@
 
 with
 
-files_contacts as (
-
-    select * from {{ ref('stg_files__contacts') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        contact_id,
-        account_id,
-        full_name,
-        email,
-        phone,
-        job_title,
-        created_at,
-        updated_at
-    from files_contacts
+    {{ union_staging('contacts', [ref('stg_files__contacts')]) }}
 
 ),
 

@@ -3,27 +3,9 @@
 
 with
 
-files_accounts as (
-
-    select * from {{ ref('stg_files__accounts') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        account_id,
-        owner_user_id,
-        account_name,
-        tax_id,
-        domain,
-        industry,
-        country,
-        employee_count,
-        created_at,
-        updated_at
-    from files_accounts
+    {{ union_staging('crm_accounts', [ref('stg_files__accounts')]) }}
 
 ),
 

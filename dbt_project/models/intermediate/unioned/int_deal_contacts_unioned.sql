@@ -2,21 +2,9 @@
 
 with
 
-files_deal_contacts as (
-
-    select * from {{ ref('stg_files__deal_contacts') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        deal_id,
-        contact_id,
-        role,
-        updated_at
-    from files_deal_contacts
+    {{ union_staging('deal_contacts', [ref('stg_files__deal_contacts')]) }}
 
 ),
 

@@ -15,28 +15,19 @@
 
 with
 
-files_deal_stage_history as (
+unioned as (
 
-    select * from {{ ref('stg_files__deal_stage_history') }}
-    where
-        {{ latest_versions_only_changed(
+    {{ union_staging(
+        'deal_stage_history',
+        [ref('stg_files__deal_stage_history')],
+        where=latest_versions_only_changed(
             ref('base_files__deal_stage_history'),
             ['deal_id', 'stage_id', 'entered_at'],
             has_updated_at=false,
             crossing=['entered_at'],
             upstream=ref('stg_files__deal_stage_history')
-        ) }}
-
-),
-
-unioned as (
-
-    select
-        'files' as source_system,
-        deal_id,
-        stage_id,
-        entered_at
-    from files_deal_stage_history
+        )
+    ) }}
 
 ),
 

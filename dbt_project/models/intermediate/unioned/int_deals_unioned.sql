@@ -4,32 +4,13 @@
 
 with
 
-files_deals as (
-
-    select * from {{ ref('stg_files__deals') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        deal_id,
-        account_id,
-        owner_user_id,
-        pipeline_id,
-        stage_id,
-        deal_name,
-        status as source_status,
-        currency,
-        amount,
-        lost_reason,
-        lead_source,
-        expected_close_date,
-        created_at,
-        closed_at as source_closed_at,
-        updated_at
-    from files_deals
+    {{ union_staging(
+        'deals',
+        [ref('stg_files__deals')],
+        rename={'status': 'source_status', 'closed_at': 'source_closed_at'}
+    ) }}
 
 ),
 

@@ -16,37 +16,19 @@
 
 with
 
-files_invoices as (
+unioned as (
 
-    select * from {{ ref('stg_files__invoices') }}
-    where
-        {{ latest_versions_only_changed(
+    {{ union_staging(
+        'invoices',
+        [ref('stg_files__invoices')],
+        rename={'status': 'source_status', 'paid_at': 'source_paid_at'},
+        where=latest_versions_only_changed(
             ref('base_files__invoices'),
             ['invoice_id'],
             crossing=['issued_at', 'paid_at'],
             upstream=ref('stg_files__invoices')
-        ) }}
-
-),
-
-unioned as (
-
-    select
-        'files' as source_system,
-        'files' as crm_source_system,
-        invoice_id,
-        customer_id,
-        subscription_id,
-        deal_id,
-        status as source_status,
-        currency,
-        amount_total,
-        amount_paid,
-        issued_at,
-        due_at,
-        paid_at as source_paid_at,
-        updated_at
-    from files_invoices
+        )
+    ) }}
 
 ),
 

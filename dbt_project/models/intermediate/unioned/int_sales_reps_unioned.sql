@@ -1,25 +1,11 @@
 -- CRM users (sales reps) of every CRM source system, one row per user.
--- A new CRM source system plugs in as one more import CTE and one more `union all` branch.
+-- A new CRM source system plugs in as one more staging relation of union_staging (macros/unioned.sql).
 
 with
 
-files_users as (
-
-    select * from {{ ref('stg_files__users') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        user_id,
-        full_name,
-        email,
-        team,
-        is_active,
-        updated_at
-    from files_users
+    {{ union_staging('sales_reps', [ref('stg_files__users')]) }}
 
 ),
 

@@ -2,24 +2,9 @@
 
 with
 
-files_stages as (
-
-    select * from {{ ref('stg_files__stages') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        stage_id,
-        pipeline_id,
-        stage_name,
-        display_order,
-        probability,
-        canonical_stage,
-        updated_at
-    from files_stages
+    {{ union_staging('stages', [ref('stg_files__stages')]) }}
 
 ),
 

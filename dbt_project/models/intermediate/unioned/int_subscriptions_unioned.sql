@@ -3,26 +3,13 @@
 
 with
 
-files_subscriptions as (
-
-    select * from {{ ref('stg_files__subscriptions') }}
-
-),
-
 unioned as (
 
-    select
-        'files' as source_system,
-        subscription_id,
-        customer_id,
-        plan,
-        status,
-        currency,
-        mrr_amount,
-        started_at,
-        canceled_at as source_canceled_at,
-        updated_at
-    from files_subscriptions
+    {{ union_staging(
+        'subscriptions',
+        [ref('stg_files__subscriptions')],
+        rename={'canceled_at': 'source_canceled_at'}
+    ) }}
 
 ),
 

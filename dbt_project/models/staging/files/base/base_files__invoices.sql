@@ -12,7 +12,8 @@
 
 -- Every typed version of every billing `invoices` record of the file drop, appended file by file:
 -- an incremental run types only the rows of files loaded since the last run (the raw layer is
--- append-only and _file_id increases in load order). Load metadata comes from the file ledger.
+-- append-only and _file_id increases in load order). Load metadata comes from the file ledger
+-- (macros/load_metadata.sql).
 
 with
 
@@ -20,12 +21,6 @@ source as (
 
     select * from {{ source('files', 'invoices') }}
     {{ new_files_only() }}
-
-),
-
-file_loads as (
-
-    select * from {{ source('files', 'file_loads') }}
 
 ),
 
@@ -52,18 +47,18 @@ renamed as (
         {{ b2b_timestamp('source.paid_at') }} as paid_at,
         {{ b2b_timestamp('source.updated_at') }} as updated_at,
 
-        -- load metadata
+        -- load metadata: the raw row's place in the drop; `final` adds the file ledger's columns
         source._file_id,
-        source._line,
-        file_loads.batch_id as _batch_id,
-        file_loads.file as _file,
-        file_loads.folder_date as _folder_date,
-        file_loads.loaded_at as _loaded_at
+        source._line
 
     from source
-    left join file_loads
-        on source._file_id = file_loads.file_id
+
+),
+
+final as (
+
+    {{ with_load_metadata('renamed') }}
 
 )
 
-select * from renamed
+select * from final

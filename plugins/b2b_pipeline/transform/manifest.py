@@ -1,32 +1,16 @@
-"""Where the project's parts are on disk, and the dbt manifest the DAG is rendered from."""
+"""The dbt manifest the DAG's dbt task group is rendered from, compiled when the project changed."""
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-from b2b_pipeline.transform.dbt_runner import dbt_project_dir
+from b2b_pipeline.config import dbt_project_dir
+from b2b_pipeline.transform.dbt_runner import run_dbt
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR_ENV = "B2B_PROJECT_DIR"
-
-
-def project_root() -> Path:
-    """The repository (or image) root holding dags/, dbt_project/ and expectations/."""
-    override = os.environ.get(PROJECT_DIR_ENV, "").strip()
-    if override:
-        return Path(override).expanduser().resolve()
-    return Path(__file__).resolve().parents[3]
-
-
-def dags_folder() -> Path:
-    return project_root() / "dags"
-
-
-def dbt_project_path() -> Path:
-    return dbt_project_dir()
+PROJECT_FOLDERS = ("models", "macros", "seeds", "tests", "snapshots", "analyses")
 
 
 def dbt_manifest_path() -> Path:
@@ -40,7 +24,7 @@ def manifest_is_stale() -> bool:
         return True
     built = manifest.stat().st_mtime
     project = dbt_project_dir()
-    for folder in ("models", "macros", "seeds", "tests", "snapshots", "analyses"):
+    for folder in PROJECT_FOLDERS:
         for path in (project / folder).rglob("*"):
             if path.is_file() and path.stat().st_mtime > built:
                 return True
@@ -49,8 +33,6 @@ def manifest_is_stale() -> bool:
 
 def ensure_manifest(dsn: str) -> Path:
     """Compile the manifest with `dbt parse` when it is stale (never at DAG-parse time)."""
-    from b2b_pipeline.transform.dbt_runner import run_dbt
-
     if manifest_is_stale():
         log.info("parsing the dbt project into %s", dbt_manifest_path())
         run_dbt(["parse"], dsn=dsn, vars={})
