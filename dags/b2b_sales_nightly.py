@@ -62,15 +62,18 @@ def b2b_sales_nightly() -> None:
 
     @task(retries=3, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True)
     def extract(system: str, night: dict[str, str]) -> dict:
-        """Load the night's new files of one source system into raw_files."""
+        """Land the night's records of one source system: the drop's new files, or the changes of the
+        configured API source (B2B_CRM_SOURCE) through its connection."""
         from b2b_pipeline.night import Night
         from b2b_pipeline.nightly import extract as extract_system
+        from b2b_pipeline.orchestration.source_connection import api_connection
         from b2b_pipeline.orchestration.task_guard import permanent_failures_not_retried
         from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
 
         # a wrong login, a missing database or drop folder fail at once: retries are for what heals
         with permanent_failures_not_retried():
-            return extract_system(WarehouseHook().get_dsn(), Night.from_dict(night), system)
+            connection = api_connection(system)
+            return extract_system(WarehouseHook().get_dsn(), Night.from_dict(night), system, connection)
 
     @task
     def prepare_candidates() -> None:

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "b2b_pipeline"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "plugins" / "b2b_pipeline"
 SETTINGS = "b2b_pipeline.config"
+# Python files outside the package that must not read settings either: the DAG and the Airflow plugin
+OTHER_CODE = (*sorted((REPO / "dags").glob("*.py")), *sorted((REPO / "plugins").glob("*.py")))
 
 # lowest first; a module belongs to the layer of its longest matching prefix
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -29,7 +32,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("warehouse state", ("b2b_pipeline.night_lock", "b2b_pipeline.publish")),
-    ("sources and transform", ("b2b_pipeline.filedrop", "b2b_pipeline.generate", "b2b_pipeline.transform")),
+    (
+        "sources and transform",
+        ("b2b_pipeline.filedrop", "b2b_pipeline.generate", "b2b_pipeline.sources", "b2b_pipeline.transform"),
+    ),
     ("quality", ("b2b_pipeline.quality",)),
     ("reporting", ("b2b_pipeline.reporting",)),
     ("the night's steps", ("b2b_pipeline.nightly",)),
@@ -49,14 +55,24 @@ def modules() -> dict[str, ast.Module]:
     return {module_name(p): ast.parse(p.read_text(encoding="utf-8"), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imports(tree: ast.Module, known: set[str]) -> Iterator[tuple[str, int]]:
-    """The package's modules `tree` imports (`from b2b_pipeline.x import y` counts `b2b_pipeline.x.y`
-    when that is a module), with the line."""
+def packages() -> set[str]:
+    return {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+
+
+def imports(tree: ast.Module, known: set[str], importer: str = "") -> Iterator[tuple[str, int]]:
+    """The package's modules `tree` (the module `importer`) imports, relative imports resolved
+    (`from b2b_pipeline.x import y` counts `b2b_pipeline.x.y` when that is a module), with the line."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                # the importer's package (a package's __init__ is its own package), then up
+                package = importer.split(".") if importer in packages() else importer.split(".")[:-1]
+                parent = package[: len(package) - (node.level - 1)]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
         else:
             continue
         for name in names:
@@ -79,7 +95,7 @@ def graph() -> dict[str, dict[str, int]]:
     edges: dict[str, dict[str, int]] = {}
     for name, tree in trees.items():
         targets = edges.setdefault(name, {})
-        for target, line in imports(tree, known):
+        for target, line in imports(tree, known, name):
             if target != name and not name.startswith(target + "."):  # a package's own __init__
                 targets.setdefault(target, line)
     return edges
@@ -141,31 +157,42 @@ def test_no_lower_layer_imports_a_higher_one() -> None:
 
 
 def _reads_b2b_variable(node: ast.AST) -> bool:
-    """`os.environ.get(X)`, `os.getenv(X)` or `os.environ[X]` with X a "B2B_..." literal or a name
-    ending in `_ENV`."""
+    """A read of the environment whose name is a "B2B_..." literal or a name of this codebase's
+    style for one (`*_ENV`, `ENV_*`): `os.environ.get(X)`, `.setdefault`, `.pop`, `os.getenv(X)`,
+    `environ[X]`, `X in os.environ` (also with `from os import environ, getenv`)."""
 
     def is_b2b(arg: ast.AST) -> bool:
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             return arg.value.startswith("B2B_")
-        return isinstance(arg, ast.Name | ast.Attribute) and (getattr(arg, "id", None) or arg.attr).endswith("_ENV")
+        name = getattr(arg, "id", None) or getattr(arg, "attr", None) or ""
+        return name.endswith("_ENV") or name.startswith("ENV_")
 
     def is_environ(value: ast.AST) -> bool:
-        return isinstance(value, ast.Attribute) and value.attr == "environ"
+        return (isinstance(value, ast.Attribute) and value.attr == "environ") or (
+            isinstance(value, ast.Name) and value.id == "environ"
+        )
 
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+    if isinstance(node, ast.Call) and node.args:
         func = node.func
-        if (func.attr == "get" and is_environ(func.value)) or func.attr == "getenv":
+        if isinstance(func, ast.Attribute) and func.attr in ("get", "setdefault", "pop") and is_environ(func.value):
+            return is_b2b(node.args[0])
+        if (isinstance(func, ast.Attribute) and func.attr == "getenv") or (
+            isinstance(func, ast.Name) and func.id == "getenv"
+        ):
             return is_b2b(node.args[0])
     if isinstance(node, ast.Subscript) and is_environ(node.value) and isinstance(node.ctx, ast.Load):
         return is_b2b(node.slice)
+    if isinstance(node, ast.Compare) and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+        return is_b2b(node.left) and any(is_environ(c) for c in node.comparators)
     return False
 
 
 def test_settings_are_read_in_the_settings_module_only() -> None:
+    trees = {name: tree for name, tree in modules().items() if name != SETTINGS}
+    trees |= {str(p.relative_to(REPO)): ast.parse(p.read_text(encoding="utf-8")) for p in OTHER_CODE}
     readers = [
         f"{name} line {node.lineno}"
-        for name, tree in modules().items()
-        if name != SETTINGS
+        for name, tree in trees.items()
         for node in ast.walk(tree)
         if _reads_b2b_variable(node)
     ]
@@ -180,6 +207,10 @@ def test_settings_are_read_in_the_settings_module_only() -> None:
         ("import os\nos.environ['B2B_X']", True),
         ("import os\nos.environ.get('PATH')", False),
         ("import os\nos.environ['B2B_X'] = '1'", False),  # setting one for a child process is not reading it
+        ("from os import environ\nenviron.get('B2B_HOME')", True),
+        ("from os import getenv\ngetenv('B2B_HOME')", True),
+        ("import os\n'B2B_HOME' in os.environ", True),
+        ("import os\nos.environ.setdefault(ENV_HOST, 'x')", True),
     ],
 )
 def test_the_settings_check_can_fail(source: str, expected: bool) -> None:
@@ -189,6 +220,13 @@ def test_the_settings_check_can_fail(source: str, expected: bool) -> None:
 def test_the_layer_checks_can_fail() -> None:
     edges = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}
     assert cycles(edges) == [["a", "b", "c"]]
+    known = {"b2b_pipeline.reporting", "b2b_pipeline.reporting.sales_report", "b2b_pipeline.filedrop.spec"}
+    relative = ast.parse("from ..reporting import sales_report\nfrom . import spec")
+    assert sorted(imports(relative, known, "b2b_pipeline.filedrop.loader")) == [
+        ("b2b_pipeline.filedrop.spec", 2),
+        ("b2b_pipeline.reporting", 1),
+        ("b2b_pipeline.reporting.sales_report", 1),
+    ]
     assert (
         layer_of("b2b_pipeline.quality.commands")
         > layer_of("b2b_pipeline.nightly")

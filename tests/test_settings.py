@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,23 @@ def test_the_stages_are_the_seeds() -> None:
     assert cycle_stage_keys() == tuple(r["stage_key"] for r in ordered)
     assert stage_labels() == {r["stage_key"]: r["stage_name"] for r in seed}
     assert [s.order for s in canonical_stages()] == [*range(1, len(ordered) + 1), None]
+
+
+def test_the_cli_imports_without_the_dbt_project(tmp_path: Path) -> None:
+    """The stages are read from the seed when first used: `b2b --help` works without the dbt project,
+    and what needs the stages says where it looked."""
+    code = (
+        "import b2b_pipeline.cli\n"
+        "from b2b_pipeline.stages import cycle_stage_keys\n"
+        "try:\n    cycle_stage_keys()\nexcept FileNotFoundError as exc:\n    print(exc)\n"
+    )
+    env = {**os.environ, config.DBT_PROJECT_DIR_ENV: str(tmp_path / "missing")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "missing" / "seeds" / "canonical_stages.csv") in done.stdout
+    assert "B2B_DBT_PROJECT_DIR" in done.stdout
+
+
+def test_dbt_threads_default_is_the_profiles() -> None:
+    profile = (REPO / "dbt_project" / "profiles.yml").read_text(encoding="utf-8")
+    assert f"env_var('{config.DBT_THREADS_ENV}', '{config.DEFAULT_DBT_THREADS}')" in profile

@@ -28,7 +28,7 @@
         rebuilds the table in full.
 #}
 
-{# An md5 of the SQL checksums of the model and of every model and seed it descends from. #}
+{# An md5 of the SQL checksums of the model and of every model and seed it descends from, and of the project's macros (sql_checksum). #}
 {% macro core_patch_checksum() -%}
     {%- set seen = [] -%}
     {%- set queue = [model.unique_id] -%}
@@ -42,16 +42,18 @@
     {%- for unique_id in seen | sort -%}
         {%- do checksums.append(unique_id ~ '=' ~ graph.nodes[unique_id].checksum.checksum) -%}
     {%- endfor -%}
+    {%- do checksums.append('macros=' ~ var('macros_checksum', '') ~ ',' ~ source_systems()) -%}
     {{- return(local_md5(checksums | join(','))) -}}
 {%- endmacro %}
 
 {#
     The state the fact recorded on its last run, or none when it must be rebuilt in full: first
     run, --full-refresh, a checksum of another lineage, a table whose rows do not match the state,
-    or a staging model in `upstreams` not built for tonight's as-of date.
+    a staging model in `upstreams` not built for tonight's as-of date, or an API source tonight
+    (files_only).
 #}
 {% macro core_patch_state(upstreams) -%}
-    {%- if not execute or not is_incremental() -%}
+    {%- if not execute or not is_incremental() or not files_only() -%}
         {{- return(none) -}}
     {%- endif -%}
     {%- set recorded = latest_versions_recorded(this) -%}

@@ -27,6 +27,34 @@
 #}
 
 {#
+    The checksum of the SQL a model's rows come from: its own file and the project's macros (the
+    var `macros_checksum`, which b2b_pipeline.transform.night_vars computes from macros/; a column
+    list in macros/unioned.sql is part of a unioned model's SQL). dbt run without the var gives
+    another checksum than a night's, so such a run rebuilds in full: never a stale table.
+#}
+{% macro sql_checksum() -%}
+    {{- return(local_md5(model.checksum.checksum ~ ':' ~ var('macros_checksum', '') ~ ':' ~ source_systems())) -}}
+{%- endmacro %}
+
+{#
+    The night's source systems (the vars crm_source and billing_source, which night_vars sets from
+    B2B_CRM_SOURCE and B2B_BILLING_SOURCE), as one string: part of every recorded checksum, so that
+    switching a source rebuilds the incremental models in full.
+#}
+{% macro source_systems() -%}
+    {{- return('crm=' ~ var('crm_source', 'files') ~ ',billing=' ~ var('billing_source', 'files')) -}}
+{%- endmacro %}
+
+{#
+    Whether every source of the night is the file drop. The incremental models downstream of the
+    staging layer find what changed through the file drop's load watermarks (_file_id), which an
+    API source's rows do not have: with an API source they are rebuilt in full every night.
+#}
+{% macro files_only() -%}
+    {{- return(var('crm_source', 'files') == 'files' and var('billing_source', 'files') == 'files') -}}
+{%- endmacro %}
+
+{#
     The state the model recorded on its last run, as a dict, or none when it must be rebuilt in full.
     The staging tables are unlogged: a crash empties them but keeps their comment, so a state that
     says the table had rows while it has none is not usable either.
@@ -38,11 +66,14 @@
     {%- set recorded = latest_versions_recorded(this) -%}
     {%- set state, has_rows = recorded[0], recorded[1] -%}
     {%- if state is none
-        or state.get('checksum') != model.checksum.checksum
+        or state.get('checksum') != sql_checksum()
         or state.get('has_rows') != has_rows -%}
         {{- return(none) -}}
     {%- endif -%}
     {%- if upstream is not none -%}
+        {%- if not files_only() -%}
+            {{- return(none) -}}
+        {%- endif -%}
         {%- set upstream_state = latest_versions_upstream_state(upstream) -%}
         {%- if upstream_state is none or upstream_state.get('checksum') != state.get('upstream_checksum') -%}
             {{- return(none) -}}
@@ -154,7 +185,7 @@
     {{ latest_versions_record(
         upstream_state.through_file_id | int if upstream_state is not none
         else '(select coalesce(max(_file_id), 0) from ' ~ base ~ ')',
-        model.checksum.checksum if execute else '',
+        sql_checksum() if execute else '',
         {'upstream_checksum': upstream_state.checksum} if upstream_state is not none else {}
     ) }}
     {%- endif -%}

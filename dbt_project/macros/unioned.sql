@@ -70,8 +70,9 @@
 
 {# The CRM source system whose ids (crm_account_id, deal_id) the billing source system's records refer to. #}
 {% macro crm_source_system(billing_source_system) -%}
+    {#- the file drop's billing refers to the ids of the night's CRM (var crm_source: files, amocrm...) -#}
     {%- set crm_of_billing = {
-        'files': 'files',
+        'files': var('crm_source', 'files'),
     } -%}
     {%- if billing_source_system not in crm_of_billing -%}
         {{ exceptions.raise_compiler_error(

@@ -403,6 +403,8 @@ def _run_night(night: Night, wait: bool = True) -> int:
 
 def _run_locked_night(night: Night, home: Path, dsn: str) -> int:
     from b2b_pipeline.orchestration.local_airflow import run_night
+    from b2b_pipeline.quality.report import html_report_path
+    from b2b_pipeline.reporting.sales_report import report_page
 
     log_file = home / "logs" / f"night-{night.as_of.isoformat()}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -432,14 +434,14 @@ def _run_locked_night(night: Night, home: Path, dsn: str) -> int:
     if outcome.state == "published":
         _print_headline(dsn, night)
         console.print(f"[green]Published[/green] the marts of {night.as_of}.")
-        console.print(f"Report: {home / 'reports' / night.as_of.isoformat() / 'index.html'}")
-        console.print(f"Quality: {home / 'reports' / night.as_of.isoformat() / 'quality.html'}")
+        console.print(f"Report: {report_page(home, night.as_of)}")
+        console.print(f"Quality: {html_report_path(home, night.as_of)}")
     elif outcome.state == "blocked":
         err.print("[red]Blocked[/red] by the quality gate; the published marts stay as they were.")
         for check in (outcome.gate or {}).get("checks", []):
             if not check.get("success") and check.get("severity") == "block":
                 err.print(f"  - {check.get('name')}: {check.get('summary') or check.get('observed')}")
-        err.print(f"Report: {home / 'reports' / night.as_of.isoformat() / 'quality.html'}")
+        err.print(f"Report: {html_report_path(home, night.as_of)}")
     else:
         err.print(f"[red]Failed[/red]: {escape(outcome.error or 'the night failed')}. See {log_file}", soft_wrap=True)
     return outcome.exit_code

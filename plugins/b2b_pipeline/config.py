@@ -194,3 +194,52 @@ def fault_kill_at() -> str | None:
     kills itself with SIGKILL as that task starts, as a crash at that task boundary would. Unset in
     production."""
     return os.environ.get(FAULT_KILL_AT_ENV, "").strip() or None
+
+
+CRM_SOURCE_ENV = "B2B_CRM_SOURCE"
+BILLING_SOURCE_ENV = "B2B_BILLING_SOURCE"
+CRM_SOURCES: tuple[str, ...] = ("files", "amocrm", "bitrix24")
+BILLING_SOURCES: tuple[str, ...] = ("files",)
+
+
+def _choice(env: str, choices: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(env, "").strip().lower() or default
+    if value not in choices:
+        raise ValueError(f"{env}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def crm_source() -> str:
+    """Where the night reads the CRM: `B2B_CRM_SOURCE` = files (the drop's crm/, the default),
+    amocrm or bitrix24 (the API, with the connection of that name)."""
+    return _choice(CRM_SOURCE_ENV, CRM_SOURCES, "files")
+
+
+def billing_source() -> str:
+    """Where the night reads billing: `B2B_BILLING_SOURCE` = files (the drop's billing/, the default)."""
+    return _choice(BILLING_SOURCE_ENV, BILLING_SOURCES, "files")
+
+
+# An API source's connection, when no Airflow connection `b2b_<source>` is defined:
+# B2B_<SOURCE>_URL (the base URL: https://<subdomain>.amocrm.ru, or a Bitrix24 inbound webhook
+# https://<portal>/rest/<user>/<secret>/, which is itself a credential), B2B_<SOURCE>_TOKEN (amoCRM's
+# long-lived token) and B2B_<SOURCE>_<OPTION> for the connector's options (see docs/sources.md).
+API_OPTIONS: dict[str, tuple[str, ...]] = {
+    "amocrm": ("tax_id_field", "web_field", "lookback_seconds", "requests_per_second"),
+    "bitrix24": ("lookback_seconds", "requests_per_second"),
+}
+
+
+def api_source_environment(source: str) -> dict[str, str] | None:
+    """The connection of API source `source` from the environment: {"url", "token", options...},
+    or None when `B2B_<SOURCE>_URL` is not set."""
+    prefix = f"B2B_{source.upper()}_"
+    url = os.environ.get(prefix + "URL", "").strip()
+    if not url:
+        return None
+    found = {"url": url, "token": os.environ.get(prefix + "TOKEN", "").strip()}
+    for option in API_OPTIONS.get(source, ()):
+        value = os.environ.get(prefix + option.upper(), "").strip()
+        if value:
+            found[option] = value
+    return found

@@ -23,10 +23,15 @@ class NightConfigError(ValueError):
 def cutoff(as_of: date) -> datetime:
     """The first instant a night of as-of date `as_of` does not count: the next day, 00:00 UTC.
 
-    The dbt macro `as_of_cutoff()` (dbt_project/macros/as_of.sql) renders the same instant in SQL;
+    The dbt macro `cutoff()` (dbt_project/macros/as_of.sql) renders the same instant in SQL;
     tests/transform/test_cutoff.py holds the two equal.
     """
     return datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def scheduled_as_of(data_interval_end: datetime) -> date:
+    """The as-of date of a scheduled run: the day before its data interval ends."""
+    return (data_interval_end - timedelta(days=1)).date()
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def resolve_night(conf: Mapping[str, Any] | None, data_interval_end: datetime | 
         except ValueError as exc:
             raise NightConfigError(f"as_of_date {conf['as_of_date']!r} is not a date YYYY-MM-DD") from exc
     elif data_interval_end is not None:
-        as_of = (data_interval_end - timedelta(days=1)).date()
+        as_of = scheduled_as_of(data_interval_end)
     else:
         raise NightConfigError("no as_of_date in the run's conf and no data interval")
     folder = Path(str(conf["source_dir"])).expanduser().resolve() if conf.get("source_dir") else source_dir()

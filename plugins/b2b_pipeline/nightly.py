@@ -14,22 +14,28 @@ from typing import Any
 
 import psycopg
 
-from b2b_pipeline.config import b2b_home, reports_dir
+from b2b_pipeline.config import b2b_home
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.night import Night
-from b2b_pipeline.reporting.dbt_docs import build_dbt_docs
+from b2b_pipeline.reporting.dbt_docs import build_dbt_docs, dbt_docs_page
 from b2b_pipeline.reporting.sales_report import build_report
+from b2b_pipeline.sources.registry import ApiConnection, extract_api
 from b2b_pipeline.transform.manifest import dbt_manifest_path
 from b2b_pipeline.warehouse import connect
 
 log = logging.getLogger(__name__)
 
 
-def extract(dsn: str, night: Night, system: str) -> dict[str, Any]:
-    """Load the new files of one source system of the drop; a summary for XCom and logs."""
+def extract(dsn: str, night: Night, system: str, connection: ApiConnection | None = None) -> dict[str, Any]:
+    """Land tonight's records of one source system (crm, billing): the new files of the drop, or,
+    with an API `connection`, the source's changes since its cursor. A summary for XCom and logs,
+    without any credential."""
+    if connection is not None:
+        return {"system": system, **extract_api(dsn, connection)}
     report = load_drop(dsn, night.source_dir, systems=(system,))
     return {
         "system": system,
+        "source": "files",
         "batch_id": report.batch_id,
         "files_loaded": report.count("loaded"),
         "files_skipped": report.count("skipped"),
@@ -81,7 +87,7 @@ def publish_report(dsn: str, as_of: date) -> str | None:
     The marts are published by now: a report that cannot be built is logged, never a failed night.
     """
     home = b2b_home()
-    docs = reports_dir(home) / "dbt_docs" / "static_index.html"
+    docs = dbt_docs_page(home)
     manifest = dbt_manifest_path()
     try:
         if not docs.exists() or (manifest.exists() and manifest.stat().st_mtime > docs.stat().st_mtime):

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from b2b_pipeline.config import dbt_project_dir
 from b2b_pipeline.generate import generate_company
-from b2b_pipeline.transform.dbt_runner import dbt_project_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

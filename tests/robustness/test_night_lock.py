@@ -212,6 +212,31 @@ def test_task_hooks_hold_and_end_the_night(warehouse: str, monkeypatch) -> None:
     assert open_lease(warehouse) is None  # the night is over
 
 
+def test_a_dbt_task_gets_the_profiles_environment_for_its_run_only(warehouse: str, monkeypatch) -> None:
+    """A dbt task's hook holds the night and sets the B2B_PG_* variables of the warehouse connection
+    (the project's one dbt profile reads them); its callback restores what was there before, so
+    that nothing of the connection outlives the task in the process."""
+    from b2b_pipeline.orchestration.connection import connection_json
+    from b2b_pipeline.orchestration.task_guard import hold_night_for_dbt, release_night_on_failure
+    from b2b_pipeline.transform.dbt_runner import dsn_to_env
+
+    monkeypatch.setenv("AIRFLOW_CONN_B2B_WAREHOUSE", connection_json(warehouse))
+    monkeypatch.setenv("B2B_DBT_THREADS", "3")  # the operator's own setting stays
+    monkeypatch.delenv("B2B_PG_PASSWORD", raising=False)
+    ti = SimpleNamespace(dag_id="b2b_sales_nightly", run_id="scheduled__dbt", task_id="dbt.dbt_producer_watcher")
+    context = {"ti": ti, "dag_run": SimpleNamespace(conf={"as_of_date": "2026-05-31"})}
+    hold_night_for_dbt(context)
+    try:
+        assert night_lock.holds_lock()
+        expected = dsn_to_env(warehouse)
+        assert {name: os.environ.get(name) for name in expected} == expected
+        assert os.environ["B2B_DBT_THREADS"] == "3"
+    finally:
+        release_night_on_failure(context)
+    assert not night_lock.holds_lock()
+    assert "B2B_PG_PASSWORD" not in os.environ and os.environ["B2B_DBT_THREADS"] == "3"
+
+
 def test_home_lock_refuses_a_second_run_and_survives_a_kill(tmp_path: Path) -> None:
     """One night at a time per B2B_HOME: a second run is refused naming the running night's process;
     once that process is killed the home is free."""

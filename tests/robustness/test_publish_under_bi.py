@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from b2b_pipeline.config import dbt_project_dir
 from b2b_pipeline.publish import PublishError, publish
-from b2b_pipeline.transform.dbt_runner import dbt_project_dir
 from b2b_pipeline.warehouse import connect
 
 pytestmark = pytest.mark.integration

@@ -69,7 +69,7 @@ def _build(dsn: str, as_of: str | dt.date, tmp_path: Path) -> DbtResult:
     )
 
 
-def test_build_marts_on_a_tiny_company(tiny_warehouse: str, tmp_path: Path) -> None:
+def test_dbt_build_on_a_tiny_company(tiny_warehouse: str, tmp_path: Path) -> None:
     result = _build(tiny_warehouse, tc.AS_OF_DATE, tmp_path)
     assert result.success
     assert not result.failed_nodes

@@ -31,7 +31,7 @@ LOAD_METADATA = [
     ("_loaded_at", "timestamp with time zone"),
 ]
 
-AMOCRM_USERS = """
+OTHER_USERS = """
 select
     'u1'::text as user_id,
     'Anna Petrova'::text as full_name,
@@ -80,14 +80,14 @@ def test_layout_on_a_warehouse_with_a_second_crm(warehouse: str, tmp_path: Path)
 
     project = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
-    amocrm_users = project / "models" / "staging" / "amocrm" / "stg_amocrm__users.sql"
-    amocrm_users.parent.mkdir()
-    amocrm_users.write_text(AMOCRM_USERS.format(team="'north'::text as team,"))
+    other_users = project / "models" / "staging" / "othercrm" / "stg_othercrm__users.sql"
+    other_users.parent.mkdir()
+    other_users.write_text(OTHER_USERS.format(team="'north'::text as team,"))
     sales_reps = project / "models" / "intermediate" / "unioned" / "int_sales_reps_unioned.sql"
     text = sales_reps.read_text()
-    assert "[ref('stg_files__users')]" in text
+    assert "ref('stg_bitrix24__users')]" in text
     sales_reps.write_text(
-        text.replace("[ref('stg_files__users')]", "[ref('stg_files__users'), ref('stg_amocrm__users')]")
+        text.replace("ref('stg_bitrix24__users')]", "ref('stg_bitrix24__users'), ref('stg_othercrm__users')]")
     )
 
     dirs = {"target_path": tmp_path / "target", "log_path": tmp_path / "logs", "project_dir": project}
@@ -110,9 +110,11 @@ def test_layout_on_a_warehouse_with_a_second_crm(warehouse: str, tmp_path: Path)
         rows = conn.execute(
             "select sales_rep_key, source_system, user_id, team from intermediate.int_sales_reps_unioned"
         ).fetchall()
-    assert rows == [("amocrm:u1", "amocrm", "u1", "north")]
+    assert rows == [("othercrm:u1", "othercrm", "u1", "north")]
 
     # a staging model without a canonical column fails the unioned model, naming the column
-    amocrm_users.write_text(AMOCRM_USERS.format(team=""))
-    with pytest.raises(DbtError, match="stg_amocrm__users lacks canonical columns of 'sales_reps': team"):
-        run_dbt(["run", "--select", "stg_amocrm__users", "int_sales_reps_unioned"], dsn=warehouse, vars=AS_OF, **dirs)
+    other_users.write_text(OTHER_USERS.format(team=""))
+    with pytest.raises(DbtError, match="stg_othercrm__users lacks canonical columns of 'sales_reps': team"):
+        run_dbt(
+            ["run", "--select", "stg_othercrm__users", "int_sales_reps_unioned"], dsn=warehouse, vars=AS_OF, **dirs
+        )

@@ -20,6 +20,7 @@ def test_tcp_url_becomes_profile_env() -> None:
         "B2B_PG_USER": "user",
         "B2B_PG_PASSWORD": "pw",
         "B2B_PG_DBNAME": "db",
+        "B2B_PG_SSLMODE": "prefer",
     }
 
 
@@ -31,6 +32,7 @@ def test_unix_socket_url_becomes_profile_env() -> None:
         "B2B_PG_USER": "postgres",
         "B2B_PG_PASSWORD": "",
         "B2B_PG_DBNAME": "postgres",
+        "B2B_PG_SSLMODE": "prefer",
     }
 
 

@@ -7,10 +7,11 @@ down exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from b2b_pipeline.stages import canonical_stages, cycle_stage_keys
+from b2b_pipeline.stages import StageKeys
 
 
 class Kind(StrEnum):
@@ -31,7 +32,7 @@ class Column:
     name: str
     kind: Kind = Kind.TEXT
     required: bool = False
-    allowed: tuple[str, ...] = ()  # a closed list of values, when not empty
+    allowed: Sequence[str] = ()  # a closed list of values, when not empty
     non_negative: bool = False
     # required only when another column has one of some values, e.g. closed_at when won/lost
     required_when: tuple[str, tuple[str, ...]] | None = None
@@ -70,7 +71,7 @@ C = Column
 K = Kind
 
 # the stages of the sales cycle, lead to post_sale, as the dbt seed spells them
-CANONICAL_STAGE_KEYS: tuple[str, ...] = cycle_stage_keys()
+CANONICAL_STAGE_KEYS: Sequence[str] = StageKeys(ordered_only=True)
 
 ENTITIES: tuple[Entity, ...] = (
     Entity(
@@ -131,7 +132,7 @@ ENTITIES: tuple[Entity, ...] = (
             C("stage_name", required=True),
             C("display_order", K.INTEGER, required=True),
             C("probability", K.NUMBER, required=True, min_value=0, max_value=1),
-            C("canonical_stage", required=True, allowed=tuple(s.key for s in canonical_stages())),
+            C("canonical_stage", required=True, allowed=StageKeys(ordered_only=False)),
             C("updated_at", K.TIMESTAMP, required=True),
         ),
         key=("stage_id",),

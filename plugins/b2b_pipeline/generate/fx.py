@@ -7,7 +7,6 @@ import random
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-BASE_CURRENCY = "RUB"  # what one unit of each currency costs, in the rates written
 # currency -> (level the walk reverts to, starting level)
 _ANCHORS = {"USD": (90.0, 89.5), "EUR": (100.0, 97.8)}
 DAILY_VOLATILITY = 0.006  # standard deviation of the daily log-change

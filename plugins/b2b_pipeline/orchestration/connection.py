@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from urllib.parse import quote, urlencode
 
-from b2b_pipeline.transform.dbt_runner import dsn_to_env
+from b2b_pipeline.transform.dbt_runner import (
+    ENV_DBNAME,
+    ENV_HOST,
+    ENV_PASSWORD,
+    ENV_PORT,
+    ENV_SSLMODE,
+    ENV_USER,
+    dsn_to_env,
+)
 
 WAREHOUSE_CONN_ID = "b2b_warehouse"
 
@@ -16,19 +24,31 @@ def connection_json(dsn: str) -> str:
     return json.dumps(
         {
             "conn_type": "postgres",
-            "host": env["B2B_PG_HOST"],
-            "port": int(env["B2B_PG_PORT"]),
-            "login": env["B2B_PG_USER"],
-            "password": env["B2B_PG_PASSWORD"],
-            "schema": env["B2B_PG_DBNAME"],
+            "host": env[ENV_HOST],
+            "port": int(env[ENV_PORT]),
+            "login": env[ENV_USER],
+            "password": env[ENV_PASSWORD],
+            "schema": env[ENV_DBNAME],
+            "extra": {"sslmode": env[ENV_SSLMODE]},
         }
     )
 
 
-def dsn_from_fields(host: str | None, port: int | None, login: str | None, password: str | None, dbname: str) -> str:
-    """A PostgreSQL URL from connection fields; a host that is a directory is a unix socket."""
+def dsn_from_fields(
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    dbname: str,
+    sslmode: str | None = None,
+) -> str:
+    """A PostgreSQL URL from connection fields (and the `sslmode` of its extra, when it has one); a
+    host that is a directory is a unix socket."""
     user = quote(login or "", safe="")
     auth = f"{user}:{quote(password or '', safe='')}@" if user else ""
+    query = {"sslmode": sslmode} if sslmode else {}
     if host and host.startswith("/"):
-        return f"postgresql://{auth}/{quote(dbname, safe='')}?{urlencode({'host': host, 'port': port or 5432})}"
-    return f"postgresql://{auth}{host or 'localhost'}:{port or 5432}/{quote(dbname, safe='')}"
+        socket = {"host": host, "port": port or 5432, **query}
+        return f"postgresql://{auth}/{quote(dbname, safe='')}?{urlencode(socket)}"
+    suffix = f"?{urlencode(query)}" if query else ""
+    return f"postgresql://{auth}{host or 'localhost'}:{port or 5432}/{quote(dbname, safe='')}{suffix}"

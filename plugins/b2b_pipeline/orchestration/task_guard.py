@@ -1,8 +1,10 @@
 """What every task of the nightly DAG does around its work: hold the night lock, fail fast on what cannot heal.
 
-Wired in the DAG's `default_args`, so that it applies to every task, cosmos's dbt tasks
-included: `hold_night` as the `pre_execute` hook (its exception fails the task, unlike an
-`on_execute_callback`'s), `release_night_*` as the success, retry and failure callbacks.
+Wired in the DAG's `default_args`, so that it applies to every task: `hold_night` as the
+`pre_execute` hook (its exception fails the task, unlike an `on_execute_callback`'s),
+`release_night_*` as the success, retry and failure callbacks. cosmos's dbt tasks get
+`hold_night_for_dbt` instead (their `operator_args`): the same hold, and the environment the
+project's one dbt profile reads, which the release callbacks take away again.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from b2b_pipeline.config import FAULT_KILL_AT_ENV, fault_kill_at
+from b2b_pipeline.night import scheduled_as_of
 from b2b_pipeline.warehouse import is_permanent, one_line
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _holding: set[tuple[str, str, str, int]] = set()  # the task instances of this process holding the lock
+# the variables hold_night_for_dbt set in this process, with the values they had before (None: unset)
+_dbt_environment: dict[str, str | None] = {}
 
 
 def _fail(message: str) -> BaseException:
@@ -62,7 +66,7 @@ def night_name(context: Any) -> str:
     if conf.get("as_of_date"):
         return str(conf["as_of_date"])
     end = context.get("data_interval_end")
-    return (end - timedelta(days=1)).date().isoformat() if end is not None else "unknown"
+    return scheduled_as_of(end).isoformat() if end is not None else "unknown"
 
 
 def hold_night(context: Any) -> None:
@@ -88,18 +92,28 @@ def hold_night(context: Any) -> None:
 def hold_night_for_dbt(context: Any) -> None:
     """`pre_execute` of the dbt tasks: `hold_night`, then the environment the project's dbt profile
     (`dbt_project/profiles.yml`) reads, made from the warehouse connection, for the dbt that cosmos
-    runs in this task's process. The values stay in the process's environment only: no file, no
-    command line, no log."""
+    runs in this task's process. The values stay in the process's environment only (no file, no
+    command line, no log), until the task's success, retry or failure callback takes them away."""
     from b2b_pipeline.orchestration.warehouse_hook import WarehouseHook
     from b2b_pipeline.transform.dbt_runner import dbt_environment
 
     hold_night(context)
-    os.environ.update(dbt_environment(WarehouseHook().get_dsn()))
+    environment = dbt_environment(WarehouseHook().get_dsn())
+    for name in environment:
+        _dbt_environment.setdefault(name, os.environ.get(name))
+    os.environ.update(environment)
 
 
 def _release(context: Any, end_night: bool) -> None:
     from b2b_pipeline.night_lock import release
 
+    # a later subprocess of this process (b2b run) does not inherit them
+    for name, previous in _dbt_environment.items():
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+    _dbt_environment.clear()
     key = _key(context)
     if key not in _holding:
         return

@@ -29,4 +29,5 @@ class WarehouseHook(BaseHook):
         conn = self.get_connection(self.warehouse_conn_id)
         if not conn.schema:
             raise ValueError(f"connection {self.warehouse_conn_id!r} names no database (its 'schema' field)")
-        return dsn_from_fields(conn.host, conn.port, conn.login, conn.password, conn.schema)
+        sslmode = (conn.extra_dejson or {}).get("sslmode")
+        return dsn_from_fields(conn.host, conn.port, conn.login, conn.password, conn.schema, sslmode)

@@ -116,7 +116,7 @@ def _run_table(
     """All checks of one table, in as few scans as GX allows.
 
     - Query checks: one validation (COMPLETE: their rows are the examples), each query run once
-      (`_one_pass_rows_expectation`).
+      (`gx_rows.GateUnexpectedRowsExpectation`).
     - Column checks: one validation that only counts (GX bundles the counts of all of them into
       one aggregate query; asking for no example skips GX's two example queries per check, each a
       full scan when nothing is unexpected). The checks that held without a single unexpected row

@@ -4,16 +4,15 @@ Importing this package is cheap: matplotlib, dbt and Airflow are imported only w
 the docs or the app is built.
 """
 
-from b2b_pipeline.reporting.dbt_docs import DocsCoverage, build_dbt_docs, docs_coverage
+from b2b_pipeline.reporting.dbt_docs import DocsCoverage, build_dbt_docs, dbt_docs_dir, dbt_docs_page, docs_coverage
 from b2b_pipeline.reporting.report_data import MartsSnapshot, latest_published_as_of, read_marts
 from b2b_pipeline.reporting.sales_report import (
     ReportError,
     build_report,
-    dbt_docs_dir,
     latest_dir,
     read_gate,
     report_command,
-    reports_root,
+    report_page,
 )
 
 __all__ = [
@@ -23,11 +22,12 @@ __all__ = [
     "build_dbt_docs",
     "build_report",
     "dbt_docs_dir",
+    "dbt_docs_page",
     "docs_coverage",
     "latest_dir",
     "latest_published_as_of",
     "read_gate",
     "read_marts",
     "report_command",
-    "reports_root",
+    "report_page",
 ]

@@ -34,6 +34,16 @@ COVERAGE_FILE = "docs_coverage.json"
 PUBLISHED_SCHEMAS = ("core", "marts")
 
 
+def dbt_docs_dir(home: Path) -> Path:
+    """Where the dbt docs are built: `<B2B_HOME>/reports/dbt_docs`."""
+    return reports_dir(home) / DOCS_DIR
+
+
+def dbt_docs_page(home: Path) -> Path:
+    """The dbt docs as one self-contained page (what the report links to)."""
+    return dbt_docs_dir(home) / STATIC_PAGE
+
+
 @dataclass
 class DocsCoverage:
     """Published models and columns without a description."""
@@ -95,7 +105,7 @@ def build_dbt_docs(dsn: str, home: Path, *, as_of: date | None = None) -> Path:
     from b2b_pipeline.transform.dbt_runner import run_dbt
 
     home = Path(home)
-    out = reports_dir(home) / DOCS_DIR
+    out = dbt_docs_dir(home)
     out.mkdir(parents=True, exist_ok=True)
     if as_of is None:
         try:

@@ -22,6 +22,7 @@ from b2b_pipeline.config import reports_dir
 from b2b_pipeline.files import write_atomically
 from b2b_pipeline.page_style import SALES_REPORT, STYLESHEET
 from b2b_pipeline.quality.report import gate_result_path, html_report_path, report_dir
+from b2b_pipeline.reporting.dbt_docs import dbt_docs_page
 from b2b_pipeline.reporting.report_charts import Chart, all_charts, short_number
 from b2b_pipeline.reporting.report_data import (
     PUBLISHED_MARTS_SCHEMA,
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 LATEST = "latest"
 INDEX = "index.html"
 META = "report.json"
-DBT_DOCS_DIR = "dbt_docs"
-DBT_DOCS_PAGE = "static_index.html"
 MONTHS_SHOWN = 24
 NIGHTS_LISTED = 10  # nights named when `b2b report --date` names one that never ran
 
@@ -72,16 +71,14 @@ class UnknownNightError(ReportError):
         super().__init__(message)
 
 
-def reports_root(home: Path) -> Path:
-    return reports_dir(home)
-
-
 def latest_dir(home: Path) -> Path:
-    return reports_root(home) / LATEST
+    """The latest night's report: `<B2B_HOME>/reports/latest`."""
+    return reports_dir(home) / LATEST
 
 
-def dbt_docs_dir(home: Path) -> Path:
-    return reports_root(home) / DBT_DOCS_DIR
+def report_page(home: Path, as_of: date) -> Path:
+    """The sales report of the night of `as_of`, beside its quality report."""
+    return report_dir(home, as_of) / INDEX
 
 
 # --------------------------------------------------------------------------------- gate status
@@ -467,8 +464,8 @@ def build_report(
     gate = read_gate(home, as_of)
     shown = snap.published_as_of or as_of
     charts = all_charts(snap, shown, MONTHS_SHOWN)
-    docs_page = dbt_docs_dir(home) / DBT_DOCS_PAGE
-    docs_link = f"../{DBT_DOCS_DIR}/{DBT_DOCS_PAGE}" if docs_page.exists() else None
+    docs_page = dbt_docs_page(home)
+    docs_link = f"../{docs_page.parent.name}/{docs_page.name}" if docs_page.exists() else None
     generated_at = datetime.now(UTC).replace(microsecond=0)
     page = render_report(snap, as_of, gate, charts, docs_link, generated_at)
     meta = {

@@ -12,6 +12,7 @@ both.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from b2b_pipeline.config import DBT_THREADS_ENV, dbt_project_dir, dbt_threads
+from b2b_pipeline.config import DBT_THREADS_ENV, billing_source, crm_source, dbt_project_dir, dbt_threads
 from b2b_pipeline.publish import candidate
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ ENV_PORT = "B2B_PG_PORT"
 ENV_USER = "B2B_PG_USER"
 ENV_PASSWORD = "B2B_PG_PASSWORD"
 ENV_DBNAME = "B2B_PG_DBNAME"
+ENV_SSLMODE = "B2B_PG_SSLMODE"
+DEFAULT_SSLMODE = "prefer"  # libpq's
 DEFAULT_PORT = 5432
 DEFAULT_SOCKET_DIR = "/var/run/postgresql"
 
@@ -96,18 +99,37 @@ class DbtResult:
 
 
 def night_vars(as_of: date | str, *, candidates: bool = True) -> dict[str, str]:
-    """The dbt vars of the night of `as_of`: its as-of date and the schemas core and marts are built
+    """The dbt vars of the night of `as_of`: its as-of date; the schemas core and marts are built
     into (the candidate schemas the quality gate checks and the publish step swaps in, unless
-    `candidates` is false). The DAG passes these to cosmos (with `as_of` a template); tests pass them
-    to `run_dbt`."""
+    `candidates` is false); the checksum of the project's macros (the incremental models rebuild in
+    full when it changes); and the night's source systems (`B2B_CRM_SOURCE`, `B2B_BILLING_SOURCE`).
+    The DAG passes these to cosmos (with `as_of` a template); tests pass them to `run_dbt`."""
     day = as_of if isinstance(as_of, str) else as_of.isoformat()
     core, marts = (candidate("core"), candidate("marts")) if candidates else ("core", "marts")
-    return {"as_of_date": day, "core_schema": core, "marts_schema": marts}
+    return {
+        "as_of_date": day,
+        "core_schema": core,
+        "marts_schema": marts,
+        "macros_checksum": macros_checksum(),
+        "crm_source": crm_source(),
+        "billing_source": billing_source(),
+    }
 
 
-def dbt_environment(dsn: str) -> dict[str, str]:
-    """The environment the dbt profile reads: the `B2B_PG_*` variables of `dsn` and the thread count."""
-    return {**dsn_to_env(dsn), DBT_THREADS_ENV: str(dbt_threads())}
+def macros_checksum() -> str:
+    """A SHA-256 of every macro file of the dbt project (names and contents): part of the checksum
+    an incremental model records, so that a changed macro (a column list) rebuilds it in full."""
+    digest = hashlib.sha256()
+    macros = dbt_project_dir() / "macros"
+    for path in sorted(macros.rglob("*.sql")):
+        digest.update(path.relative_to(macros).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def dbt_environment(dsn: str, threads: int | None = None) -> dict[str, str]:
+    """The environment the dbt profile reads: the `B2B_PG_*` variables of `dsn` and the thread
+    count (`threads`, else `B2B_DBT_THREADS`)."""
+    return {**dsn_to_env(dsn), DBT_THREADS_ENV: str(threads if threads is not None else dbt_threads())}
 
 
 def dsn_to_env(dsn: str) -> dict[str, str]:
@@ -116,7 +138,8 @@ def dsn_to_env(dsn: str) -> dict[str, str]:
     Accepts `postgresql://user:password@host:port/dbname` and unix-socket URLs such as
     `postgresql://postgres:@/postgres?host=/tmp/pgdir` (or the host percent-encoded in the
     authority: `postgresql://%2Ftmp%2Fpgdir/postgres`). Query parameters `host`, `port`, `user`,
-    `password` and `dbname` override the authority's values, as libpq does.
+    `password` and `dbname` override the authority's values, as libpq does; `sslmode` is passed on
+    (default `prefer`, libpq's).
     """
     parts = urlsplit(dsn)
     scheme = parts.scheme.split("+", 1)[0].lower()
@@ -157,6 +180,7 @@ def dsn_to_env(dsn: str) -> dict[str, str]:
         ENV_USER: user,
         ENV_PASSWORD: password,
         ENV_DBNAME: dbname,
+        ENV_SSLMODE: query.get("sslmode") or DEFAULT_SSLMODE,
     }
 
 
@@ -246,9 +270,7 @@ def run_dbt(
     if log_path is not None:
         args += ["--log-path", str(log_path)]
 
-    env = dbt_environment(dsn)
-    if threads is not None:
-        env[DBT_THREADS_ENV] = str(threads)
+    env = dbt_environment(dsn, threads)
 
     log.info("dbt %s (project %s, database %s on %s)", " ".join(command), project, env[ENV_DBNAME], env[ENV_HOST])
     started = time.monotonic()

@@ -1,0 +1,107 @@
+"""Which connector reads a source system, and its connection: the one place a new API source is named.
+
+A night's CRM comes from the file drop or from an API (`B2B_CRM_SOURCE`); an API source's
+connection (base URL, credential, options) comes from the Airflow connection `b2b_<source>`
+(`AIRFLOW_CONN_B2B_AMOCRM`...) or from `B2B_<SOURCE>_*` variables (`config.api_source_environment`).
+`extract_api` lands tonight's changes of the source in `raw_<source>` and says what it landed.
+The credential is in `ApiConnection.secret`, which its repr, its `describe()` and every summary
+leave out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from b2b_pipeline.config import api_source_environment
+from b2b_pipeline.sources.landing import LandingReport, RequestCounter, land
+
+API_SOURCES: tuple[str, ...] = ("amocrm", "bitrix24")
+
+
+class SourceConfigError(ValueError):
+    """An API source is chosen but its connection is missing or incomplete."""
+
+
+@dataclass(frozen=True)
+class ApiConnection:
+    """How to reach an API source. The credential (`secret`: amoCRM's token; a Bitrix24 webhook URL
+    carries its own in `base_url`) never appears in a repr, a log line or a summary: neither field
+    is in the repr, and `name` (where the connection was defined) is what errors show."""
+
+    source: str
+    base_url: str = field(repr=False)
+    name: str  # where it was defined: "Airflow connection b2b_amocrm" or "environment B2B_AMOCRM_URL"
+    secret: str = field(default="", repr=False)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"{self.source} ({self.name})"
+
+
+def connection_from_environment(source: str) -> ApiConnection | None:
+    """The connection of `source` from its `B2B_<SOURCE>_*` variables, or None when they name none."""
+    found = api_source_environment(source)
+    if found is None:
+        return None
+    options = {k: v for k, v in found.items() if k not in ("url", "token")}
+    return ApiConnection(source, found["url"], f"environment B2B_{source.upper()}_URL", found["token"], options)
+
+
+def _amocrm(connection: ApiConnection, counter: RequestCounter, started_at: datetime) -> Any:
+    from b2b_pipeline.sources.amocrm.connector import AmoCRMSettings, amocrm_source
+
+    options = dict(connection.options)
+    settings = AmoCRMSettings(
+        connection_name=connection.name,
+        tax_id_field=_field(options.get("tax_id_field", AmoCRMSettings.tax_id_field)),
+        web_field=_field(options.get("web_field", AmoCRMSettings.web_field)),
+        lookback_seconds=int(options.get("lookback_seconds", AmoCRMSettings.lookback_seconds)),
+        requests_per_second=float(options.get("requests_per_second", AmoCRMSettings.requests_per_second)),
+    )
+    if not connection.secret:
+        raise SourceConfigError(f"{connection.describe()}: no token (the connection's password, or B2B_AMOCRM_TOKEN)")
+    return amocrm_source(
+        connection.base_url, connection.secret, settings=settings, counter=counter, started_at=started_at
+    )
+
+
+def _bitrix24(connection: ApiConnection, counter: RequestCounter, started_at: datetime) -> Any:
+    from b2b_pipeline.sources.bitrix24.connector import Bitrix24Settings, bitrix24_source
+
+    options = dict(connection.options)
+    settings = Bitrix24Settings(
+        connection=connection.name,
+        lookback_seconds=float(options.get("lookback_seconds", Bitrix24Settings.lookback_seconds)),
+        requests_per_second=float(options.get("requests_per_second", Bitrix24Settings.requests_per_second)),
+        counter=counter,
+    )
+    return bitrix24_source(connection.base_url, settings=settings)
+
+
+def _field(value: str | int) -> str | int:
+    """A custom field named by its id (digits) or its name or code."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+CONNECTORS = {"amocrm": _amocrm, "bitrix24": _bitrix24}
+
+
+def extract_api(dsn: str, connection: ApiConnection, *, home: Path | None = None) -> dict[str, Any]:
+    """Land tonight's changes of an API source in `raw_<source>`; a summary for XCom and logs (no secret)."""
+    if connection.source not in CONNECTORS:
+        raise SourceConfigError(f"no connector for {connection.source!r} (known: {', '.join(CONNECTORS)})")
+    counter = RequestCounter()
+    source = CONNECTORS[connection.source](connection, counter, datetime.now(UTC))
+    report: LandingReport = land(dsn, connection.source, source, home=home)
+    return {
+        "source": connection.source,
+        "connection": connection.name,
+        "rows_landed": report.rows_landed,
+        "rows": dict(report.rows),
+        "requests": counter.total,
+        "load_ids": list(report.load_ids),
+    }

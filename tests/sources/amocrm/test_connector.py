@@ -1,0 +1,204 @@
+"""The amoCRM connector lands the fake's account in a real PostgreSQL: two nights, paging with ties,
+a 429 mid-paging, a crash then a resumed run, a wrong token; the token never in logs or errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from b2b_pipeline.sources.amocrm.connector import AmoCRMError, AmoCRMSettings, amocrm_source
+from b2b_pipeline.sources.amocrm.fake import FakeAmoCRM
+from b2b_pipeline.sources.landing import LandingReport, RequestCounter, land
+
+from .conftest import TOKEN
+
+SETTINGS = AmoCRMSettings(
+    connection_name="amocrm_test",
+    tax_id_field="ИНН",
+    web_field="WEB",
+    lookback_seconds=600,
+    max_attempts=3,
+    backoff_factor=0.05,
+    max_delay=2.0,
+    timeout=5.0,
+)
+
+
+@pytest.fixture
+def fake(amo_drop: Path) -> Iterator[FakeAmoCRM]:
+    with FakeAmoCRM(amo_drop, token=TOKEN, requests_per_second=7, company_field_ids={"tax_id": 555123}) as f:
+        f.set_clock(f.now - timedelta(days=1))  # the night before the drop's last day
+        yield f
+
+
+def night(
+    dsn: str,
+    fake: FakeAmoCRM,
+    home: Path,
+    settings: AmoCRMSettings = SETTINGS,
+    token: str = TOKEN,
+    counter: RequestCounter | None = None,
+) -> LandingReport:
+    source = amocrm_source(fake.base_url, token, settings=settings, counter=counter, started_at=fake.now)
+    return land(dsn, "amocrm", source, home=home)
+
+
+def rows(dsn: str, sql: str, *args: Any) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def served(fake: FakeAmoCRM, name: str) -> set[int]:
+    return {item["id"] for item in fake.store.view()[name]}
+
+
+def no_duplicates(dsn: str, table: str) -> None:
+    ((total, distinct),) = rows(dsn, f"select count(*), count(distinct (record_id, _version)) from raw_amocrm.{table}")
+    assert total == distinct
+
+
+def latest_ids(dsn: str, table: str) -> set[int]:
+    """Records whose latest landed version is not a deletion (what staging would keep)."""
+    got = rows(
+        dsn,
+        f"""select record_id from (select distinct on (record_id) record_id, is_deleted
+                        from raw_amocrm.{table} order by record_id, updated_at desc, is_deleted desc) t
+                        where not is_deleted""",
+    )
+    return {int(r[0]) for r in got}
+
+
+def test_two_nights_request_only_the_change(
+    warehouse: str, fake: FakeAmoCRM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    first = night(warehouse, fake, tmp_path)
+    assert first.rows["leads"] == len(served(fake, "leads"))
+    for table, name in (("leads", "leads"), ("companies", "companies"), ("contacts", "contacts"), ("tasks", "tasks")):
+        assert latest_ids(warehouse, table) == served(fake, name)
+    ((roles,),) = rows(warehouse, "select doc from raw_amocrm.field_roles")
+    assert roles["tax_id"] == 555123 and roles["web"] == 1_264_011
+    cursor = max(item["updated_at"] for item in fake.store.view()["leads"])  # the leads cursor after night 1
+
+    # the next day: the drop's last day of changes, plus a renamed deal and a deleted company
+    fake.set_clock(fake.now + timedelta(days=1))
+    lead = sorted(served(fake, "leads"))[0]
+    fake.change_record("deals", fake.drop_id("deals", lead), {"deal_name": "Переименовано"})
+    company = sorted(served(fake, "companies"))[-1]
+    fake.change_record("accounts", fake.drop_id("accounts", company), delete=True)
+    before = len(fake.requests)
+    counter = RequestCounter()
+    night(warehouse, fake, tmp_path, counter=counter)
+    second = fake.requests[before:]
+    lead_calls = [q for p, q, _ in second if p == "/api/v4/leads"]
+    assert len(lead_calls) == 1  # one page: only what changed since the cursor (minus the lookback)
+    assert int(lead_calls[0]["filter[updated_at][from]"][0]) == cursor - SETTINGS.lookback_seconds
+    assert counter.total == len(second) <= 14
+    assert not [s for _, _, s in fake.requests if s in (429, 403)]  # the client stays under 7 a second
+    for table, name in (("leads", "leads"), ("companies", "companies"), ("contacts", "contacts"), ("tasks", "tasks")):
+        assert latest_ids(warehouse, table) == served(fake, name)
+        no_duplicates(warehouse, table)
+    assert company not in latest_ids(warehouse, "companies")
+    ((name,),) = rows(
+        warehouse,
+        """select doc->>'name' from raw_amocrm.leads where record_id = %s
+                                  order by updated_at desc limit 1""",
+        str(lead),
+    )
+    assert name == "Переименовано"
+    history = rows(warehouse, "select count(*) from raw_amocrm.events where doc->>'type' like 'lead_%%'")
+    assert history[0][0] == sum(1 for e in fake.store.view()["events"] if e["type"].startswith("lead_"))
+    assert TOKEN not in caplog.text
+
+
+def test_ties_across_a_page_boundary_429_timeout_malformed(warehouse: str, fake: FakeAmoCRM, tmp_path: Path) -> None:
+    settings = replace(SETTINGS, page_limit=3, timeout=1.0, requests_per_second=100, burst=10)
+    fake.requests_per_second = 1000  # small pages make many requests: this test is not about the rate
+    fake.inject_fault("/api/v4/contacts", "429", after=1, retry_after=1)  # on page 2
+    fake.inject_fault("/api/v4/tasks", "timeout", hang_seconds=1.5)
+    fake.inject_fault("/api/v4/companies", "malformed")
+    night(warehouse, fake, tmp_path, settings)
+    contacts = served(fake, "contacts")
+    assert latest_ids(warehouse, "contacts") == contacts
+    assert latest_ids(warehouse, "tasks") == served(fake, "tasks")
+    assert latest_ids(warehouse, "companies") == served(fake, "companies")
+    statuses = [s for p, _, s in fake.requests if p == "/api/v4/contacts"]
+    assert 429 in statuses and statuses[-1] in (200, 204)
+    assert 504 in [s for p, _, s in fake.requests if p == "/api/v4/tasks"]
+
+    # five contacts changed in the same second: they span pages of 3 of the next night
+    fake.set_clock(fake.now + timedelta(hours=1))
+    tied = sorted(contacts)[:5]
+    for cid in tied:
+        fake.change_record("contacts", fake.drop_id("contacts", cid), {"job_title": "CEO"})
+    night(warehouse, fake, tmp_path, settings)
+    ceo = "select record_id from raw_amocrm.contacts where doc::text like '%%CEO%%'"
+    assert {int(r[0]) for r in rows(warehouse, ceo)} == set(tied)
+    # one more change in that same second, visible only after the night read it: the next night gets it
+    late = sorted(contacts)[5]
+    fake.change_record("contacts", fake.drop_id("contacts", late), {"job_title": "CEO"})
+    night(warehouse, fake, tmp_path, settings)
+    assert {int(r[0]) for r in rows(warehouse, ceo)} == {*tied, late}
+    no_duplicates(warehouse, "contacts")
+
+
+def test_crash_mid_extract_then_resume(warehouse: str, fake: FakeAmoCRM, tmp_path: Path) -> None:
+    settings = replace(SETTINGS, page_limit=2, requests_per_second=100, burst=10)
+    fake.requests_per_second = 1000  # small pages make many requests: this test is not about the rate
+    fake.inject_fault("/api/v4/leads", "500", after=1, count=10)
+    with pytest.raises(Exception) as crash:
+        night(warehouse, fake, tmp_path, settings)
+    assert "amocrm_test" in str(crash.value)
+    fake.faults.clear()
+    night(warehouse, fake, tmp_path, settings)
+    for table in ("leads", "companies", "contacts", "tasks", "events"):
+        no_duplicates(warehouse, table)
+    assert latest_ids(warehouse, "leads") == served(fake, "leads")
+    ((versions,),) = rows(warehouse, "select count(*) from raw_amocrm.leads")
+    assert versions == len(served(fake, "leads"))
+
+
+def test_wrong_token_names_the_connection_never_the_token(
+    warehouse: str, fake: FakeAmoCRM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-token-0d4b7a"
+    with pytest.raises(Exception) as failure:
+        night(warehouse, fake, tmp_path, token=wrong)
+    chain, exc = [], failure.value
+    while exc is not None:
+        chain.append(f"{exc!s} {exc!r}")
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(chain)
+    assert "amocrm_test" in text and "401" in text
+    assert any(isinstance(e, AmoCRMError) for e in _chain(failure.value))
+    assert wrong not in text and wrong not in caplog.text
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def test_blocked_client_403_is_a_clear_error(amo_drop: Path) -> None:
+    """After repeated abuse amoCRM answers 403: not retried, an error naming the connection."""
+    settings = replace(SETTINGS, requests_per_second=100, burst=10, max_attempts=2)
+    with FakeAmoCRM(amo_drop, token=TOKEN, requests_per_second=1, abuse_threshold=1, block_seconds=60) as fake:
+        source = amocrm_source(fake.base_url, TOKEN, settings=settings, started_at=fake.now)
+        for _ in range(4):  # another client of the account abuses the limit: the account blocks it
+            requests.get(fake.base_url + "/api/v4/users", timeout=5)
+        with pytest.raises(Exception) as failure:
+            list(source.with_resources("users", "tasks"))
+        errors = list(_chain(failure.value))
+        assert any(isinstance(e, AmoCRMError) and "403" in str(e) and "amocrm_test" in str(e) for e in errors)
+        assert 403 in [s for _, _, s in fake.requests]
+        assert TOKEN not in " ".join(str(e) for e in errors)
