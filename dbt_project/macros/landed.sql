@@ -25,3 +25,15 @@
         {{ relation }}
     {%- endif -%}
 {%- endmacro %}
+
+{#
+    latest_landed_versions(relation): each record's latest version in `relation` (a landed stream,
+    or a CTE over one) updated before the night's cutoff; on a tie a deletion wins, then the later
+    extraction. Whether that version is a deletion is left to the model (`is_deleted`).
+#}
+{% macro latest_landed_versions(relation) -%}
+    select distinct on (record_id) *
+    from {{ relation }}
+    where updated_at < {{ cutoff() }}
+    order by record_id asc, updated_at desc, is_deleted desc, _extracted_at desc
+{%- endmacro %}

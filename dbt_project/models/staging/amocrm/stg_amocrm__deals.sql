@@ -36,10 +36,7 @@ stages as (
 
 latest_versions as (
 
-    select distinct on (record_id) *
-    from source
-    where updated_at < {{ cutoff() }}
-    order by record_id asc, updated_at desc, is_deleted desc, _extracted_at desc
+    {{ latest_landed_versions('source') }}
 
 ),
 

@@ -26,10 +26,7 @@ requisites_source as (
 
 latest_versions as (
 
-    select distinct on (record_id) *
-    from source
-    where updated_at < {{ cutoff() }}
-    order by record_id asc, updated_at desc, _extracted_at desc
+    {{ latest_landed_versions('source') }}
 
 ),
 
@@ -42,10 +39,7 @@ live_versions as (
 
 requisites_latest as (
 
-    select distinct on (record_id) *
-    from requisites_source
-    where updated_at < {{ cutoff() }}
-    order by record_id asc, updated_at desc, _extracted_at desc
+    {{ latest_landed_versions('requisites_source') }}
 
 ),
 

@@ -18,10 +18,7 @@ source as (
 
 latest_versions as (
 
-    select distinct on (record_id) *
-    from source
-    where updated_at < {{ cutoff() }}
-    order by record_id asc, updated_at desc, _extracted_at desc
+    {{ latest_landed_versions('source') }}
 
 ),
 
