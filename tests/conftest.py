@@ -1,8 +1,12 @@
 """Shared fixtures: real PostgreSQL warehouses, each test in a fresh database dropped afterwards.
 
-Integration tests run against the embedded PostgreSQL (always) and, when
-`B2B_WAREHOUSE_DSN` is set, against that server too (CI sets it to the
-PostgreSQL 15 server on 127.0.0.1:5432).
+Integration tests run against the embedded PostgreSQL (always). When
+`B2B_WAREHOUSE_DSN` is set (CI sets it to the PostgreSQL 15 server on
+127.0.0.1:5432), the tests marked `both_backends` run against that server too:
+the ones where the server itself matters (connecting over TCP, COPY, the raw
+landing, the whole dbt build and gate on the oldest PostgreSQL we support).
+Everything else runs once, so that nothing in `make test` runs twice for no
+new answer.
 """
 
 from __future__ import annotations
@@ -23,6 +27,23 @@ from b2b_pipeline.warehouse import embedded_server, with_database
 
 def _backends() -> list[str]:
     return ["embedded", "server"] if os.environ.get("B2B_WAREHOUSE_DSN") else ["embedded"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The server variant only for the tests marked `both_backends` (see the module's doc)."""
+
+    def once(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        return (
+            callspec is not None
+            and callspec.params.get("admin_dsn") == "server"
+            and item.get_closest_marker("both_backends") is None
+        )
+
+    dropped = [item for item in items if once(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not once(item)]
 
 
 @pytest.fixture(scope="session")

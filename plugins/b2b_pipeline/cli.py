@@ -20,7 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from rich.table import Table
 
 from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
-from b2b_pipeline.config import REPORTING_CURRENCY, b2b_home
+from b2b_pipeline.config import CRM_SOURCES, REPORTING_CURRENCY, b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.filedrop.spec import SYSTEMS
 from b2b_pipeline.night import Night
@@ -45,6 +45,8 @@ DEMO_ERROR_RATE = 0.0005
 DEMO_COMPLETE = ".complete"  # `b2b demo`'s marker in its drop folder: the drop was generated to the end
 # the values of `b2b load --system`: an unknown one is a usage error (exit 2), not an empty batch
 System = Enum("System", {name: name for name in SYSTEMS}, type=str)
+# the values of `b2b demo --crm`
+CrmSource = Enum("CrmSource", {name: name for name in CRM_SOURCES}, type=str)
 
 
 @app.callback()
@@ -132,20 +134,69 @@ def run(
 
 
 @app.command()
-def demo() -> None:
-    """Generate the demo company under B2B_HOME and run its last night; print the metrics and the reports."""
+def demo(
+    crm: Annotated[
+        CrmSource,
+        typer.Option(
+            case_sensitive=False,
+            help="Where the night reads the CRM: the drop's files, or a local fake of amoCRM or Bitrix24 "
+            "that the demo starts, seeded from the same drop.",
+        ),
+    ] = CrmSource.files,
+    accounts: Annotated[int, typer.Option(min=1, help="CRM accounts of the demo company.")] = DEMO_ACCOUNTS,
+) -> None:
+    """Generate the demo company under B2B_HOME and run its last night; print the metrics and the reports.
+
+    With --crm amocrm (or bitrix24) the night reads the CRM through the API connector from a fake of
+    that service on 127.0.0.1, started here and stopped after; billing still comes from the drop.
+    """
     home = b2b_home()
     drop = home / "demo" / "drop"
     marker = drop / DEMO_COMPLETE
+    wanted = f"generated {accounts} accounts\n"
+    if marker.exists() and _demo_marker(marker) != wanted:
+        # its records are in the warehouse: another company in the same drop would mix with them
+        err.print(
+            f"[red]error:[/red] the demo company in {drop} was {_demo_marker(marker).strip()}, not {accounts:,}; "
+            "run the demo with another B2B_HOME (and warehouse) for another size.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     if marker.exists():
         console.print(f"Demo company already generated in {drop}")
     else:
-        _generate(drop, DEMO_SEED, DEMO_ACCOUNTS, DEMO_START, DEMO_END, DEMO_NIGHTLY_DAYS, False, DEMO_ERROR_RATE)
-        marker.write_text("generated\n")
-    code = _run_night(Night(as_of=DEMO_END, source_dir=drop))
+        _generate(drop, DEMO_SEED, accounts, DEMO_START, DEMO_END, DEMO_NIGHTLY_DAYS, False, DEMO_ERROR_RATE)
+        marker.write_text(wanted)
+    night = Night(as_of=DEMO_END, source_dir=drop)
+    code = _run_night(night) if crm is CrmSource.files else _run_demo_night_through_fake(night, crm.value)
     with contextlib.suppress(psycopg.Error):
         _print_warehouse_totals(warehouse_dsn())
     raise typer.Exit(code)
+
+
+def _demo_marker(marker: Path) -> str:
+    """The demo drop's marker text; a marker of an older release ("generated") meant the default size."""
+    text = marker.read_text()
+    return f"generated {DEMO_ACCOUNTS} accounts\n" if text == "generated\n" else text
+
+
+def _run_demo_night_through_fake(night: Night, source: str) -> int:
+    from b2b_pipeline.sources.demo_crm import DEMO_REQUESTS_PER_SECOND, DOCUMENTED_REQUESTS_PER_SECOND, serve_demo_crm
+
+    with serve_demo_crm(source, night.source_dir, night.as_of) as crm:
+        console.print(
+            f"CRM from a local fake of {crm.title} at 127.0.0.1 (seeded from {night.source_dir}, its clock at the "
+            f"end of {night.as_of}); billing from the drop.",
+            soft_wrap=True,
+        )
+        code = _run_night(night)
+        documented = DOCUMENTED_REQUESTS_PER_SECOND[source]
+        console.print(
+            f"The fake {crm.title} answered {crm.requests():,} requests at up to {DEMO_REQUESTS_PER_SECOND} a second; "
+            f"at {crm.title}'s documented {documented:g} a second they take about {crm.documented_minutes():.1f} min.",
+            soft_wrap=True,
+        )
+    return code
 
 
 @app.command("airflow")

@@ -15,6 +15,7 @@ import pytest
 
 from b2b_pipeline.config import dbt_project_dir
 from b2b_pipeline.generate import generate_company
+from fingerprint import fingerprint  # tests/fingerprint.py
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,19 +33,6 @@ def b2b_run(home: Path, dsn: str, as_of: dt.date, drop: Path, **extra_env: str) 
         timeout=1800,
         check=False,
     )
-
-
-def fingerprint(dsn: str, schema: str = "marts") -> dict[str, str]:
-    """Each table of the schema: its row count and an md5 of all its rows in a stable order."""
-    with psycopg.connect(dsn) as conn:
-        tables = [r[0] for r in conn.execute("select tablename from pg_tables where schemaname = %s", (schema,))]
-        return {
-            table: conn.execute(
-                f"select count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' order by t::text)), '') "
-                f'from "{schema}"."{table}" t'
-            ).fetchone()[0]
-            for table in sorted(tables)
-        }
 
 
 def test_publish_rerun_and_blocked_night(warehouse: str, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from b2b_pipeline.filedrop import jsonl_copy, loader
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.filedrop.schema import ensure_raw_schema
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]  # the server too: see tests/conftest.py
 
 DEAL_HEADER = "deal_id,account_id,stage_id,amount,currency,status,created_at,closed_at,updated_at,is_deleted"
 

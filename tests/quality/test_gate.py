@@ -137,6 +137,7 @@ def blocked(result: GateResult) -> set[str]:
 # ------------------------------------------------------------------------------------ clean night
 
 
+@pytest.mark.both_backends  # the gate's SQL on the oldest supported server too
 def test_a_clean_night_passes_and_writes_its_reports(night_db: str, b2b_home: Path) -> None:
     outcome = enforce_gate(night_db, NIGHT)
     assert outcome["passed"] is True and outcome["warnings"] == []
@@ -301,6 +302,7 @@ def test_bad_core_rows_block(night_db: str, corruption: str, expected: set[str])
     assert blocked(run_gate(night_db, NIGHT, layers=("core",))) == expected
 
 
+@pytest.mark.both_backends  # the gate's SQL on the oldest supported server too
 def test_a_failing_column_check_shows_its_rows_and_the_others_of_its_table_hold(night_db: str) -> None:
     execute(night_db, "update core__candidate.fct_invoices set amount_paid = -5 where invoice_id = 'I1'")
     result = run_gate(night_db, NIGHT, layers=("core",))

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from b2b_pipeline.generate import generate_company
 from b2b_pipeline.warehouse import with_database
+from fingerprint import fingerprint  # tests/fingerprint.py
 
 pytestmark = [pytest.mark.integration]
 
@@ -44,21 +45,6 @@ def b2b_run(home: Path, dsn: str, drop: Path, **extra_env: str) -> subprocess.Co
         timeout=900,
         check=False,
     )
-
-
-def fingerprint(dsn: str) -> dict[str, str]:
-    """Each published mart: its row count and an md5 of its rows in a stable order."""
-    with psycopg.connect(dsn) as conn:
-        tables = [r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'marts'")]
-        return {
-            table: conn.execute(
-                sql.SQL(
-                    "select count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' order by t::text)), '')"
-                    " from {} t"
-                ).format(sql.Identifier("marts", table))
-            ).fetchone()[0]
-            for table in sorted(tables)
-        }
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,18 +77,31 @@ def drop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture
-def databases(embedded_admin_dsn: str) -> Iterator[dict[str, str]]:
-    names = {path: f"b2b_accept_{path}_{uuid.uuid4().hex[:8]}" for path in ("files", "api")}
-    with psycopg.connect(embedded_admin_dsn, autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+@contextmanager
+def scratch_database(admin_dsn: str, label: str) -> Iterator[str]:
+    name = f"b2b_accept_{label}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     try:
-        yield {path: with_database(embedded_admin_dsn, name) for path, name in names.items()}
+        yield with_database(admin_dsn, name)
     finally:
-        with psycopg.connect(embedded_admin_dsn, autocommit=True) as conn:
-            for name in names.values():
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def drop_marts(
+    drop: Path, embedded_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[date, dict[str, list[tuple[Any, ...]]]]:
+    """The marts of each night built from the file drop: the expected side, built once for both APIs."""
+    tmp = tmp_path_factory.mktemp("acceptance_files")
+    expected = {}
+    with scratch_database(embedded_admin_dsn, "files") as files:
+        load_drop(files, drop)
+        for night in NIGHTS:
+            build(files, night, "files", tmp)
+            expected[night] = marts(files)
+    return expected
 
 
 def build(dsn: str, as_of: date, crm_source: str, tmp: Path) -> None:
@@ -146,24 +160,26 @@ def connection(source: str, fake: Any) -> ApiConnection:
 
 @pytest.mark.parametrize("source", ["amocrm", "bitrix24"])
 def test_marts_through_the_api_equal_the_drops(
-    source: str, drop: Path, databases: dict[str, str], b2b_home: Path, tmp_path: Path
+    source: str,
+    drop: Path,
+    drop_marts: dict[date, dict[str, list[tuple[Any, ...]]]],
+    embedded_admin_dsn: str,
+    b2b_home: Path,
+    tmp_path: Path,
 ) -> None:
-    files, api = databases["files"], databases["api"]
-    load_drop(files, drop)
-    load_drop(api, drop, systems=("billing",))
-    with serve(source, drop) as fake:
+    with scratch_database(embedded_admin_dsn, source) as api, serve(source, drop) as fake:
+        load_drop(api, drop, systems=("billing",))
         for night in NIGHTS:
             move_clock(fake, night)
             landed = extract_api(api, connection(source, fake), home=b2b_home)
             assert landed["rows_landed"] > 0
-            build(files, night, "files", tmp_path / "files")
-            build(api, night, source, tmp_path / source)
-            expected, got = marts(files), marts(api)
+            build(api, night, source, tmp_path)
+            expected, got = drop_marts[night], marts(api)
             assert sorted(got) == sorted(expected)
             for table in expected:
                 assert got[table] == expected[table], f"{source}, night {night}: marts.{table} differs"
-    with psycopg.connect(api) as conn:
-        renamed = conn.execute(
-            "select count(*) from intermediate.int_deals_unioned where deal_name = 'Переименовано'"
-        ).fetchone()[0]
-    assert renamed == 1  # the second night's change came through the API
+        with psycopg.connect(api) as conn:
+            renamed = conn.execute(
+                "select count(*) from intermediate.int_deals_unioned where deal_name = 'Переименовано'"
+            ).fetchone()[0]
+        assert renamed == 1  # the second night's change came through the API

@@ -10,7 +10,7 @@ import pytest
 
 from b2b_pipeline.sources.landing import TokenBucket, land, raw_resource, version_row
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]  # the server too: see tests/conftest.py
 
 T0 = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 

@@ -21,7 +21,8 @@ from b2b_pipeline.transform import DbtError, DbtResult, night_vars, run_dbt
 from . import tiny_company as tc
 from .raw_layer import RawWriter, create_raw_tables
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# both_backends: the server too (see tests/conftest.py)
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_backends]
 
 PRECISION = Decimal("0.000001")
 

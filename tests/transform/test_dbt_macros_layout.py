@@ -115,6 +115,4 @@ def test_layout_on_a_warehouse_with_a_second_crm(warehouse: str, tmp_path: Path)
     # a staging model without a canonical column fails the unioned model, naming the column
     other_users.write_text(OTHER_USERS.format(team=""))
     with pytest.raises(DbtError, match="stg_othercrm__users lacks canonical columns of 'sales_reps': team"):
-        run_dbt(
-            ["run", "--select", "stg_othercrm__users", "int_sales_reps_unioned"], dsn=warehouse, vars=AS_OF, **dirs
-        )
+        run_dbt(["run", "--select", "stg_othercrm__users", "int_sales_reps_unioned"], dsn=warehouse, vars=AS_OF, **dirs)

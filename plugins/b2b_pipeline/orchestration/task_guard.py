@@ -18,6 +18,7 @@ from typing import Any
 
 from b2b_pipeline.config import FAULT_KILL_AT_ENV, fault_kill_at
 from b2b_pipeline.night import scheduled_as_of
+from b2b_pipeline.sources.landing import SourceRefused
 from b2b_pipeline.warehouse import is_permanent, one_line
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 LAST_TASK = "report"  # the night ends with it: its success frees the warehouse's lease
 # errors that no retry heals, besides the warehouse's own (authentication, a missing database)
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    SourceRefused,  # an API source refused the token or webhook
     FileNotFoundError,
     NotADirectoryError,
     PermissionError,

@@ -44,6 +44,11 @@ RAW_COLUMNS: dict[str, dict[str, Any]] = {
 }
 
 
+class SourceRefused(RuntimeError):
+    """The service refused the credential or the client (a wrong token or webhook, a blocked
+    integration): no retry heals it, so the night's extract fails at once instead of retrying."""
+
+
 def raw_schema(source_system: str) -> str:
     """The warehouse schema a source system lands in."""
     return f"raw_{source_system}"

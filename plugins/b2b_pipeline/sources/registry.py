@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from b2b_pipeline.config import api_source_environment
-from b2b_pipeline.sources.landing import LandingReport, RequestCounter, land
+from b2b_pipeline.sources.landing import LandingReport, RequestCounter, SourceRefused, land
 
 API_SOURCES: tuple[str, ...] = ("amocrm", "bitrix24")
 
@@ -96,7 +96,13 @@ def extract_api(dsn: str, connection: ApiConnection, *, home: Path | None = None
         raise SourceConfigError(f"no connector for {connection.source!r} (known: {', '.join(CONNECTORS)})")
     counter = RequestCounter()
     source = CONNECTORS[connection.source](connection, counter, datetime.now(UTC))
-    report: LandingReport = land(dsn, connection.source, source, home=home)
+    try:
+        report: LandingReport = land(dsn, connection.source, source, home=home)
+    except Exception as exc:  # dlt wraps the connector's error in its own (PipelineStepFailed...)
+        refused = _refusal(exc)
+        if refused is None:
+            raise
+        raise SourceRefused(str(refused)) from exc
     return {
         "source": connection.source,
         "connection": connection.name,
@@ -105,3 +111,15 @@ def extract_api(dsn: str, connection: ApiConnection, *, home: Path | None = None
         "requests": counter.total,
         "load_ids": list(report.load_ids),
     }
+
+
+def _refusal(exc: BaseException) -> SourceRefused | None:
+    """The service's refusal of the credential somewhere in `exc`'s chain of causes, or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SourceRefused):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -202,3 +202,84 @@ def test_blocked_client_403_is_a_clear_error(amo_drop: Path) -> None:
         assert any(isinstance(e, AmoCRMError) and "403" in str(e) and "amocrm_test" in str(e) for e in errors)
         assert 403 in [s for _, _, s in fake.requests]
         assert TOKEN not in " ".join(str(e) for e in errors)
+
+
+def latest_docs(dsn: str, table: str) -> dict[int, dict[str, Any]]:
+    """The latest landed version of each record that is not a deletion: record id -> doc."""
+    got = rows(
+        dsn,
+        f"""select record_id, doc, is_deleted from (select distinct on (record_id) record_id, doc, is_deleted
+                from raw_amocrm.{table} order by record_id, updated_at desc, is_deleted desc, _extracted_at desc) t""",
+    )
+    return {int(r[0]): r[1] for r in got if not r[2]}
+
+
+def leads_now(fake: FakeAmoCRM) -> dict[int, dict[str, Any]]:
+    """The leads as the connector asks for them (`with=contacts,loss_reason`), as of the fake's clock."""
+    return {lead["id"]: lead for lead in fake.store.view()["leads"]}
+
+
+@pytest.mark.parametrize("later", [0, 90], ids=["stamped-at-the-start", "stamped-after-the-start"])
+def test_a_record_updated_during_a_sync(warehouse: str, fake: FakeAmoCRM, tmp_path: Path, later: int) -> None:
+    """While the night pages through the leads (3 a page), right after page 1 is served, a lead of
+    page 1 is renamed (it moves to the end of the `updated_at` order) and a lead of page 3 changes
+    its stage; while it pages through the events another deal changes stage (a new event). The
+    changes are stamped with the fake's clock at the extraction start, or 90 s after it. Nothing
+    is lost (tonight every record not changed meanwhile lands as of the start; after the next
+    night every record's latest landed version is the fake's state), nothing is landed twice, and
+    the cursor stays at or before the extraction start, so the next night reads the changes."""
+    settings = replace(SETTINGS, page_limit=3, requests_per_second=100, burst=10)
+    fake.requests_per_second = 1000  # small pages make many requests: this test is not about the rate
+    started = fake.now
+    before = leads_now(fake)
+    order = sorted(before.values(), key=lambda lead: (lead["updated_at"], lead["id"]))
+    assert len(order) > 3 * settings.page_limit
+    moved, ahead, staged = order[0]["id"], order[7]["id"], order[-1]["id"]  # page 1, page 3, last page
+
+    def other_stage(lead: int) -> str:
+        deal = fake.store.versions["deals"][fake.drop_id("deals", lead)][-1]
+        stages = fake.store.versions["stages"].values()
+        return next(
+            s[-1]["stage_id"]
+            for s in stages
+            if s[-1]["pipeline_id"] == deal["pipeline_id"] and s[-1]["stage_id"] != deal["stage_id"]
+        )
+
+    def during_leads(f: FakeAmoCRM) -> None:
+        f.set_clock(started + timedelta(seconds=later))
+        f.change_record("deals", f.drop_id("deals", moved), {"deal_name": "Переименована во время выгрузки"})
+        f.change_record("deals", f.drop_id("deals", ahead), {"stage_id": other_stage(ahead)})
+
+    def during_events(f: FakeAmoCRM) -> None:
+        f.set_clock(started + timedelta(seconds=later))
+        f.change_record("deals", f.drop_id("deals", staged), {"stage_id": other_stage(staged)})
+
+    fake.on_request("/api/v4/leads", 1, during_leads)
+    fake.on_request("/api/v4/events", 1, during_events)
+    night(warehouse, fake, tmp_path, settings)
+    changed = {moved, ahead, staged}
+    assert leads_now(fake)[moved]["updated_at"] == int(started.timestamp()) + later  # the changes happened
+    landed = latest_docs(warehouse, "leads")
+    for lead, doc in before.items():
+        if lead not in changed:  # not changed during the sync: landed as of the start, none skipped
+            assert landed.get(lead) == doc, lead
+        else:  # changed meanwhile: as of the start, the change, or (stamped after the start) not yet
+            assert landed.get(lead) in (doc, leads_now(fake)[lead], *([None] if later else [])), lead
+    for table in ("leads", "companies", "contacts", "tasks", "events"):
+        no_duplicates(warehouse, table)
+    ((cursor,),) = rows(warehouse, "select max(updated_at) from raw_amocrm.leads")
+    assert cursor <= started  # the leads cursor never passes the extraction start
+    ((cursor,),) = rows(warehouse, "select max(updated_at) from raw_amocrm.events")
+    assert cursor <= started
+
+    # the next night reads every change made during the first one
+    fake.set_clock(started + timedelta(days=1))
+    calls = len(fake.requests)
+    night(warehouse, fake, tmp_path, settings)
+    first = next(q for p, q, _ in fake.requests[calls:] if p == "/api/v4/leads")
+    assert int(first["filter[updated_at][from]"][0]) <= int(started.timestamp())
+    assert latest_docs(warehouse, "leads") == leads_now(fake)
+    for table in ("leads", "companies", "contacts", "tasks", "events"):
+        no_duplicates(warehouse, table)
+    events = {e["id"] for e in fake.store.view()["events"]}
+    assert {r[0] for r in rows(warehouse, "select record_id from raw_amocrm.events")} == events

@@ -14,6 +14,7 @@ from b2b_pipeline.night import Night
 from b2b_pipeline.nightly import extract
 from b2b_pipeline.sources.amocrm.connector import AmoCRMError
 from b2b_pipeline.sources.amocrm.fake import FakeAmoCRM
+from b2b_pipeline.sources.landing import SourceRefused
 from b2b_pipeline.sources.registry import ApiConnection
 
 from .conftest import TOKEN
@@ -38,6 +39,7 @@ def test_extract_lands_amocrm_and_keeps_the_token_out(
         with pytest.raises(Exception) as failed:
             extract(warehouse, night, "crm", wrong)
     error = failed.value
+    assert isinstance(error, SourceRefused)  # on top of dlt's wrapping: the DAG fails it without retrying
     chain = []
     while error is not None:
         chain.append(error)

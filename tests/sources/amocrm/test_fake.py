@@ -118,7 +118,14 @@ def test_paging_next_links_and_204(fake: FakeAmoCRM) -> None:
     paged = all_pages(fake, "/api/v4/contacts", "contacts", limit=5)
     assert len(paged) == total and len({c["id"] for c in paged}) == total
     assert get(fake, "/api/v4/contacts", limit=5, page=1000).status_code == 204
-    assert len(get(fake, "/api/v4/contacts", limit=1000).json()["_embedded"]["contacts"]) == min(total, 250)
+    # a limit over the maximum (250, events 100) is served as the default 50 a page, with a next link
+    tasks = len(all_pages(fake, "/api/v4/tasks", "tasks", limit=250))
+    assert tasks > 50
+    over = get(fake, "/api/v4/tasks", limit=251).json()
+    assert len(over["_embedded"]["tasks"]) == 50 and "limit=50" in over["_links"]["next"]["href"]
+    assert len(all_pages(fake, "/api/v4/tasks", "tasks", limit=1000)) == tasks
+    events = get(fake, "/api/v4/events", limit=101).json()["_embedded"]["events"]
+    assert len(events) == min(50, len(all_pages(fake, "/api/v4/events", "events", limit=100)))
     # a last page exactly full still has a next link: the page after it answers 204
     exact = get(fake, "/api/v4/contacts", limit=total).json()
     assert "next" in exact["_links"]
@@ -183,6 +190,10 @@ def test_faults(fake: FakeAmoCRM) -> None:
     post(fake.base_url + "/_admin/fault", json={"path": "/api/v4/leads", "kind": "429", "retry_after": 2}, timeout=5)
     r = get(fake, "/api/v4/leads")
     assert r.status_code == 429 and r.headers["Retry-After"] == "2"
+    post(fake.base_url + "/_admin/fault", json={"path": "/api/v4/leads", "kind": "429"}, timeout=5)
+    r = get(fake, "/api/v4/leads")  # as amoCRM answers: an HTML page, no Retry-After
+    assert r.status_code == 429 and "Retry-After" not in r.headers
+    assert r.headers["Content-Type"] == "text/html" and "429 Too Many Requests" in r.text
     post(fake.base_url + "/_admin/fault", json={"path": "/api/v4/leads", "kind": "malformed"}, timeout=5)
     with pytest.raises(ValueError):
         get(fake, "/api/v4/leads").json()
@@ -198,12 +209,17 @@ def test_faults(fake: FakeAmoCRM) -> None:
 
 def test_rate_limit_429_then_403(amo_drop: Path) -> None:
     with FakeAmoCRM(amo_drop, token=TOKEN, abuse_threshold=5, block_seconds=1.0) as fake, requests.Session() as s:
-        codes = [s.get(fake.base_url + "/api/v4/users", headers=AUTH, timeout=5).status_code for _ in range(9)]
+        answers = [s.get(fake.base_url + "/api/v4/users", headers=AUTH, timeout=5) for _ in range(9)]
+        codes = [r.status_code for r in answers]
         assert codes[:7] == [200] * 7 and codes[7] == 429
+        # the gateway's HTML page, not a problem JSON, and no Retry-After (see the fake's docstring)
+        assert answers[7].headers["Content-Type"] == "text/html" and "Retry-After" not in answers[7].headers
+        with pytest.raises(ValueError):
+            answers[7].json()
         r = s.get(fake.base_url + "/api/v4/users", headers=AUTH, timeout=5)
-        assert r.json()["status"] in (429, 403)
-        codes = [s.get(fake.base_url + "/api/v4/users", headers=AUTH, timeout=5).status_code for _ in range(6)]
-        assert codes[-1] == 403
+        assert r.status_code in (429, 403) and f"<h1>{r.status_code} " in r.text
+        answers = [s.get(fake.base_url + "/api/v4/users", headers=AUTH, timeout=5) for _ in range(6)]
+        assert answers[-1].status_code == 403 and "403 Forbidden" in answers[-1].text
         time.sleep(1.1)
         assert s.get(fake.base_url + "/api/v4/users", headers=AUTH, timeout=5).status_code == 200
 

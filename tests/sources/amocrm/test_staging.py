@@ -28,7 +28,7 @@ from b2b_pipeline.transform import night_vars, run_dbt
 
 from .conftest import TOKEN
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]  # the server too: see tests/conftest.py
 
 SETTINGS = AmoCRMSettings(connection_name="amocrm_staging_test", requests_per_second=50, burst=10, timeout=10.0)
 ENTITIES = ("users", "accounts", "contacts", "stages", "deals", "deal_stage_history", "deal_contacts", "activities")

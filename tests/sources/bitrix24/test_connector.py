@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from b2b_pipeline.generate import generate_company
-from b2b_pipeline.sources.bitrix24.connector import Bitrix24Error, Bitrix24Settings, bitrix24_source
+from b2b_pipeline.sources.bitrix24.connector import Bitrix24Client, Bitrix24Error, Bitrix24Settings, bitrix24_source
 from b2b_pipeline.sources.bitrix24.fake import FakeBitrix24, parse_instant
 from b2b_pipeline.sources.landing import land
 
@@ -181,3 +181,68 @@ def test_a_wrong_webhook_names_the_connection_never_the_secret(
     assert wrong not in caplog.text and SECRET not in caplog.text
     with pytest.raises(Bitrix24Error, match="not of the form"):
         bitrix24_source("https://portal.example/crm/", settings=settings())
+
+
+def activities_now(fake: FakeBitrix24) -> dict[str, dict]:
+    """Every activity as the connector asks for it, as of the portal's clock (ID -> record)."""
+    client = Bitrix24Client(fake.webhook_url, settings())
+    pages = client.pages("crm.activity.list", {"select": ["*", "COMMUNICATIONS"], "order": {"ID": "ASC"}})
+    return {row["ID"]: row for page in pages for row in page}
+
+
+def latest_docs(dsn: str, table: str) -> dict[str, dict]:
+    """The latest landed version of each record that is not a deletion: record id -> doc."""
+    got = rows(
+        dsn,
+        f"select distinct on (record_id) record_id, doc, is_deleted from raw_bitrix24.{table} "
+        "order by record_id, updated_at desc nulls last, is_deleted desc, _extracted_at desc",
+    )
+    return {r[0]: r[1] for r in got if not r[2]}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("later", [0, 90], ids=["stamped-at-the-start", "stamped-after-the-start"])
+def test_a_record_updated_during_a_sync(fake: FakeBitrix24, warehouse: str, tmp_path: Path, later: int) -> None:
+    """While the night pages through the activities (50 a page), right after page 1 is served, an
+    activity of page 1 changes (it moves to the end of the LAST_UPDATED order) and so does one of
+    page 3, stamped with the portal's clock at the extraction start or 90 s after it. Nothing is
+    lost (tonight every activity not changed meanwhile lands as of the start; after the next night
+    every activity's latest landed version is the portal's), nothing is landed twice, and the
+    cursor stays at or before the extraction start, so the next night reads the changes."""
+    started = fake.now()
+    before = activities_now(fake)
+    current = fake._store.current("activities", started)
+    order = sorted(current, key=lambda k: (current[k][0], fake.b24_id("activities", k)))
+    assert len(order) > 2 * 50
+    moved, ahead = order[0], order[110]  # served on page 1; not served yet (page 3)
+    changed = {str(fake.b24_id("activities", moved)), str(fake.b24_id("activities", ahead))}
+
+    def during(f: FakeBitrix24) -> None:
+        f.set_now(datetime.fromtimestamp(started + later, UTC))
+        f.change("activities", "update", moved, {"channel": "meeting"})
+        f.change("activities", "update", ahead, {"channel": "meeting"})
+
+    fake.on_call("crm.activity.list", 1, during)
+    land(warehouse, "bitrix24", bitrix24_source(fake.webhook_url, settings=settings()), home=tmp_path)
+    after = activities_now(fake)
+    assert all(parse_instant(after[i]["LAST_UPDATED"]) == started + later for i in changed)  # they happened
+    landed = latest_docs(warehouse, "activities")
+    for record_id, doc in before.items():
+        if record_id not in changed:  # not changed during the sync: landed as of the start, none skipped
+            assert landed.get(record_id) == doc, record_id
+        else:  # changed meanwhile: as of the start, the change, or (stamped after the start) not yet
+            assert landed.get(record_id) in (doc, after[record_id], *([None] if later else [])), record_id
+    for table in ("deals", "contacts", "companies", "activities", "deal_contacts", "stage_history", "users"):
+        assert no_duplicates(warehouse, table), table
+    [(cursor,)] = rows(warehouse, "select max(updated_at) from raw_bitrix24.activities")
+    assert cursor.timestamp() <= started  # the cursor never passes the extraction start
+
+    # the next night reads every change made during the first one
+    fake.set_now(NIGHT2)
+    calls = len(fake.calls)
+    land(warehouse, "bitrix24", bitrix24_source(fake.webhook_url, settings=settings()), home=tmp_path)
+    first = next(c for c in fake.calls[calls:] if c.method == "crm.activity.list")
+    assert parse_instant(first.params["filter"][">=LAST_UPDATED"]) <= started
+    assert latest_docs(warehouse, "activities") == activities_now(fake)
+    for table in ("activities", "deal_contacts"):
+        assert no_duplicates(warehouse, table), table

@@ -24,7 +24,7 @@ from b2b_pipeline.sources.bitrix24.fake import FakeBitrix24
 from b2b_pipeline.sources.landing import land
 from b2b_pipeline.transform import night_vars, run_dbt
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]  # the server too: see tests/conftest.py
 
 AS_OF_1, AS_OF_2 = date(2026, 11, 23), date(2026, 11, 25)
 SETTINGS = Bitrix24Settings(

@@ -4,9 +4,13 @@ Streams (raw tables), each row a `landing.version_row` whose `doc` is the record
 
 - `leads` (`with=contacts,loss_reason`: deals with their contact links), `companies`, `contacts`,
   `tasks` (activities): incremental on `updated_at` (`filter[updated_at][from]` = cursor minus the
-  lookback, `[to]` = the moment the extraction started, `order[updated_at]=asc`, ties by id).
+  lookback, `[to]` = the moment the extraction started, `order[updated_at]=asc`), paged by keys,
+  not by offsets (`_Api.changed`): a record changed while the night pages would otherwise shift
+  the later pages and make the night skip a record for good.
 - `events` (`lead_added`, `lead_status_changed`: the stage history; `lead_deleted`,
-  `company_deleted`, `contact_deleted`, `task_deleted`): incremental on `created_at`. A deletion
+  `company_deleted`, `contact_deleted`, `task_deleted`): incremental on `created_at`, paged by
+  `page` (events cannot be ordered); an event created while paging shifts the pages, so an event
+  served twice is landed once. A deletion
   event also lands a version with `is_deleted = true` (its doc: the event) in the entity's table,
   so a deleted lead or company leaves the marts as a deleted file-drop record does.
 - `users`, `pipelines` (statuses embedded), `account` (currency, users groups, task types),
@@ -17,11 +21,11 @@ Streams (raw tables), each row a `landing.version_row` whose `doc` is the record
   field name) against the account's field definitions. Its doc is not an API answer but the
   resolution, so that the dbt models need no per-account configuration.
 
-Paging follows `_links.next` (`page`/`limit`, at most 250) and stops at a page without it or at a
-`204 No Content`. Requests go through `landing.api_session` (a token bucket under the documented 7
-requests a second, retries of 429 and 5xx with backoff honouring `Retry-After`). A refused token
-(401) or a blocked client (403) raises `AmoCRMError` naming the connection and the URL, never the
-token.
+The lists read whole and the events follow `_links.next` (`page`/`limit`, at most 250, events 100)
+and stop at a page without it or at a `204 No Content`. Requests go through `landing.api_session`
+(a token bucket under the documented 7 requests a second, retries of 429 and 5xx with backoff,
+honouring `Retry-After` when there is one). A refused token (401) or a blocked client (403)
+raises `AmoCRMError` naming the connection and the URL, never the token.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dlt
 
-from b2b_pipeline.sources.landing import RequestCounter, api_session, raw_resource, version_row
+from b2b_pipeline.sources.landing import RequestCounter, SourceRefused, api_session, raw_resource, version_row
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,16 @@ DELETION_EVENTS = {
     "task_deleted": "tasks",
 }
 MALFORMED_RETRIES = 2
+MAX_PAGE_LIMIT = 250  # amoCRM's documented maximum of `limit` (events: 100)
+MAX_EVENTS_LIMIT = 100
 
 
 class AmoCRMError(RuntimeError):
     """An amoCRM answer the connector cannot go on with; the message names the connection, never the token."""
+
+
+class AmoCRMRefused(AmoCRMError, SourceRefused):
+    """amoCRM refused the token (401) or the blocked client (403): the night fails without retrying."""
 
 
 @dataclass(frozen=True)
@@ -107,12 +117,12 @@ class _Api:
             if r.status_code == 204:
                 return None
             if r.status_code == 401:
-                raise AmoCRMError(
+                raise AmoCRMRefused(
                     f"{self._where(url)}: the access token was refused (401 Unauthorized); "
                     "issue a new long-lived token and update the connection"
                 )
             if r.status_code == 403:
-                raise AmoCRMError(
+                raise AmoCRMRefused(
                     f"{self._where(url)}: access forbidden (403): the account blocks this client, "
                     "after too many requests or for lack of rights; wait and retry later"
                 )
@@ -134,6 +144,82 @@ class _Api:
         if (link.scheme, link.netloc) == (base.scheme, base.netloc):
             return href
         return urlunsplit((base.scheme, base.netloc, link.path, link.query, ""))
+
+    def changed(
+        self, path: str, key: str, since: int, until: int, limit: int, extra: Mapping[str, Any]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records with `since <= updated_at <= until`, oldest change first, each once, paged by keys
+        rather than by offsets: each request starts again at page 1 from the last `updated_at` seen
+        (`filter[updated_at][from]`, skipping the ids already read at that second). Offsets would
+        shift under a change made while paging (a record read on page 1 moves to the end, every
+        later record one place up, and the first of page 2 is never read); keys do not. A second
+        with more records than a page is drained by id (`[from]` = `[to]`, `order[id]`), by pages,
+        then read again until a pass finds nothing new (a record leaving that second mid-way shifts
+        its pages)."""
+        lower, tied_at, tied = since, None, set()
+        while True:
+            params = {
+                **extra,
+                "limit": limit,
+                "order[updated_at]": "asc",
+                "filter[updated_at][from]": lower,
+                "filter[updated_at][to]": until,
+                "page": 1,
+            }
+            body = self.get(path, params)
+            rows = self._items(body, key)
+            yield [r for r in rows if not (int(r["updated_at"]) == tied_at and r["id"] in tied)]
+            if not self._full(body, rows, limit):
+                return
+            first, last = int(rows[0]["updated_at"]), int(rows[-1]["updated_at"])
+            if first != last:
+                tied_at, tied = last, {r["id"] for r in rows if int(r["updated_at"]) == last}
+                lower = last
+                continue
+            seen = (tied if tied_at == last else set()) | {r["id"] for r in rows}
+            yield from self._drain_second(path, key, last, limit, extra, seen)
+            if last >= until:
+                return
+            lower, tied_at, tied = last + 1, None, set()
+
+    def _drain_second(
+        self, path: str, key: str, second: int, limit: int, extra: Mapping[str, Any], seen: set[Any]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records changed at one second not in `seen`, by id and pages, pass after pass until one
+        spans a single page or finds nothing new."""
+        while True:
+            found, page = 0, 1
+            while True:
+                params = {
+                    **extra,
+                    "limit": limit,
+                    "order[id]": "asc",
+                    "filter[updated_at][from]": second,
+                    "filter[updated_at][to]": second,
+                    "page": page,
+                }
+                body = self.get(path, params)
+                rows = self._items(body, key)
+                fresh = [r for r in rows if r["id"] not in seen]
+                seen.update(r["id"] for r in fresh)
+                found += len(fresh)
+                if fresh:
+                    yield fresh
+                if not self._full(body, rows, limit):
+                    break
+                page += 1
+            if page == 1 or not found:
+                return
+
+    @staticmethod
+    def _items(body: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
+        return list(((body or {}).get("_embedded") or {}).get(key) or [])
+
+    @staticmethod
+    def _full(body: dict[str, Any] | None, rows: list[dict[str, Any]], limit: int) -> bool:
+        """Whether more may follow: a page as long as asked for, or one with a `next` link (amoCRM
+        serves a page of 50 when asked for more than it allows)."""
+        return len(rows) >= limit or bool(((body or {}).get("_links") or {}).get("next"))
 
     def pages(self, path: str, key: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """The `_embedded[key]` list of each page, following `_links.next` until none or a 204."""
@@ -178,7 +264,7 @@ def amocrm_source(
     """
     api = _Api(base_url, token, settings, counter)
     until = int((started_at or datetime.now(UTC)).timestamp())
-    limit = settings.page_limit
+    limit = max(1, min(settings.page_limit, MAX_PAGE_LIMIT))  # amoCRM serves a larger one as 50 a page
     lag = float(settings.lookback_seconds)
 
     def updated_stream(name: str, path: str, key: str, extra: Mapping[str, Any] | None = None) -> Any:
@@ -190,14 +276,7 @@ def amocrm_source(
         ) -> Iterator[list[dict[str, Any]]]:
             start = updated_at.start_value or EPOCH
             since = max(0, int(start.timestamp()))  # the cursor minus the lookback (dlt's lag)
-            params = {
-                "limit": limit,
-                "order[updated_at]": "asc",
-                "filter[updated_at][from]": since,
-                "filter[updated_at][to]": until,
-                **(extra or {}),
-            }
-            for items in api.pages(path, key, params):
+            for items in api.changed(path, key, since, until, limit, extra or {}):
                 yield [version_row(item["id"], _ts(item.get("updated_at")), item) for item in items]
 
         return stream
@@ -211,12 +290,15 @@ def amocrm_source(
         start = updated_at.start_value or EPOCH
         since = max(0, int(start.timestamp()))  # the cursor minus the lookback (dlt's lag)
         params = {
-            "limit": min(limit, 100),
+            "limit": min(limit, MAX_EVENTS_LIMIT),
             "filter[type]": ",".join((*STAGE_EVENTS, *DELETION_EVENTS)),
             "filter[created_at][from]": since,
             "filter[created_at][to]": until,
         }
-        for items in api.pages("/api/v4/events", "events", params):
+        seen: set[str] = set()  # an event created while paging shifts the pages: one may come twice
+        for page in api.pages("/api/v4/events", "events", params):
+            items = [ev for ev in page if ev["id"] not in seen]
+            seen.update(ev["id"] for ev in items)
             yield [version_row(ev["id"], _ts(ev.get("created_at")), ev) for ev in items]
             for ev in items:  # a deletion is also a version of the deleted record, in its own table
                 table = DELETION_EVENTS.get(ev.get("type", ""))

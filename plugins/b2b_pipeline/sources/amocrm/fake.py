@@ -3,7 +3,9 @@
 `FakeAmoCRM(drop_dir, token=...)` is a real HTTP server on 127.0.0.1 (a `ThreadingHTTPServer` in a
 thread) that serves the drop's CRM as of its clock: every version with `updated_at <= now`, the
 latest one winning, a deleted version removing the record (and answering a `*_deleted` event).
-Admin calls move the clock between nights, change records and inject faults.
+Admin calls move the clock between nights, change records and inject faults; `on_request(path, n,
+callback)` runs a change (or anything) right after the n-th page of a path is computed, so a test
+can change records while a client is paging.
 
 Endpoint shapes follow the official PHP client (github.com/amocrm/amocrm-api-php, whose models
 read exactly what the API answers) and the API reference (amocrm.ru/developers/content/crm_platform/).
@@ -20,18 +22,39 @@ Endpoint -> documentation (paths in amocrm/amocrm-api-php; "dev:" = amocrm.ru/de
 - `GET /api/v4/users`: src/AmoCRM/Models/UserModel.php, src/AmoCRM/Models/Rights/RightModel.php; dev: users-api.
 - `GET /api/v4/account?with=users_groups,task_types`: src/AmoCRM/Models/AccountModel.php,
   src/AmoCRM/Models/AccountSettings/UsersGroup.php, .../AccountSettings/TaskType.php; dev: account-info.
-- `GET /api/v4/events` (`filter[type]`, `filter[created_at][from]`, limit at most 100, newest first):
-  src/AmoCRM/Models/EventModel.php, src/AmoCRM/Filters/EventsFilter.php; dev: events-and-notes.
+- `GET /api/v4/events` (`filter[type]`, `filter[created_at][from]`, limit at most 100):
+  src/AmoCRM/Models/EventModel.php, src/AmoCRM/Filters/EventsFilter.php; dev: events-and-notes
+  ("Максимум – 100"; the English pages on kommo.com / amocrm.com say 250). The ORDER of events is a
+  GUESS: newest first. Neither the reference nor the SDK documents one, and events take no `order`
+  (EventsFilter.php has no OrderTrait, unlike LeadsFilter.php).
 - `GET /api/v4/tasks`: src/AmoCRM/Models/TaskModel.php (TASK_TYPE_ID_CALL 1, TASK_TYPE_ID_MEETING 2),
   src/AmoCRM/Filters/TasksFilter.php; dev: tasks-api.
 - `GET /api/v4/{leads,contacts,companies}/notes`: src/AmoCRM/Models/NoteModel.php; dev: events-and-notes.
-- paging `page`/`limit` (max 250), `_page`, `_links.self/next`, `_embedded.<entity>`, 204 No Content for an
-  empty page: src/AmoCRM/Client/AmoCRMApiRequest.php, src/AmoCRM/Collections/BaseApiCollection.php;
-  dev: api-reference.
+- paging `page`/`limit` (default 50: src/AmoCRM/Filters/Traits/PagesFilterTrait.php; max 250: dev:
+  leads-api "Максимум – 250"), `_page`, `_links.self/next`, `_embedded.<entity>`:
+  src/AmoCRM/Collections/BaseApiCollection.php, src/AmoCRM/EntitiesServices/Traits/PageMethodsTrait.php
+  (`nextPage` follows `_links.next`).
+- 204 No Content for an empty page (past the last one, or nothing matches the filter):
+  src/AmoCRM/Client/AmoCRMApiRequest.php (`checkHttpStatus`: 204 -> AmoCRMApiNoContentException, where
+  clients that follow `nextPage` stop); dev: events-and-notes ("200 и 204, если событий по фильтру не
+  найдено"). A full last page still has a `next` link (the page after it answers 204): a guess
+  consistent with those clients.
+- a `limit` over the maximum is not refused: the page holds the default 50 (with a `next` link when
+  full). Seen for events (github.com/Krukov/amocrm_api issue #76, fixed by PR #95 asking for 100
+  instead of 250); for the other lists a GUESS (amocrm/amocrm-api-php issue #210: a maintainer says
+  "api/v4 returns at most 250 records on a page", a user that 400 falls back to 50).
 - `filter[updated_at][from|to]`, `filter[id][]`, `order[updated_at|id]=asc|desc`:
   src/AmoCRM/Filters/BaseRangeFilter.php, src/AmoCRM/Filters/LeadsFilter.php, src/AmoCRM/Filters/Traits/*.
-- errors: 401 with a problem JSON (`title`, `type`, `status`, `detail`), 429 over 7 requests a second, 403
-  after repeated abuse: dev: api-reference ("Ограничения и лимиты").
+- errors: 401 with a problem JSON (`title`, `type`, `status`, `detail`; the SDK reads `detail`:
+  AmoCRMApiRequest.php `checkHttpStatus`). 429 over 7 requests a second and 403 once the account is
+  blocked after repeated abuse (dev: api/recommendations, quoted in amocrm/amocrm-api-php issues #318
+  and #563) are HTML pages of the gateway, not JSON, and carry no `Retry-After`: AmoCRMApiRequest.php
+  `parseResponse` raises AmoCRMApiTooManyRequestsException only for a 429 whose body is not JSON (added
+  by PR #517: "429 ... Response body is not json"); issue #526 asks amoCRM for a Retry-After and
+  notes that "429 отдает html, а не json"; issue #434 logs a blocked account's 403 body ("403
+  Forbidden ... nginx"). The abuse threshold and how long a block lasts are GUESSES (a real account
+  stays blocked until its support lifts it, issue #563). An injected 429 fault may add a
+  `Retry-After` (`retry_after=`), to test a client honouring one.
 
 How the drop is carried (drop field -> amoCRM field):
 
@@ -91,7 +114,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http import HTTPStatus
@@ -150,6 +173,13 @@ _LIST_KEYS = {
     "users": "users",
 }
 _PROBLEM_TYPE = "https://httpstatus.es/{}"
+# amoCRM's gateway answers 429 and the 403 of a blocked account with an HTML page, not a problem JSON
+# (amocrm/amocrm-api-php: src/AmoCRM/Client/AmoCRMApiRequest.php parseResponse, PR #517, issues #526,
+# #434 (its logged 403 body), #318)
+_HTML_ANSWER = (
+    "<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
+    "<center><h1>{status} {phrase}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 def _epoch(text: str | None) -> int | None:
@@ -206,7 +236,7 @@ class Fault:
     kind: str  # "500" / "502" / "503" / "504", "429", "timeout", "malformed"
     count: int = 1
     after: int = 0
-    retry_after: int = 1
+    retry_after: int | None = None  # a `Retry-After` header on an injected 429 (amoCRM sends none)
     hang_seconds: float = 3.0
 
 
@@ -686,6 +716,11 @@ class Store:
             return self.ids.get(entity, key)
 
 
+def _html_answer(status: int) -> bytes:
+    """The gateway's HTML page answering a 429 or a blocked account's 403."""
+    return _HTML_ANSWER.format(status=status, phrase=HTTPStatus(status).phrase).encode()
+
+
 def _problem(status: int, detail: str) -> dict[str, Any]:
     """amoCRM's error body (RFC 7807 problem JSON)."""
     return {
@@ -735,6 +770,7 @@ class FakeAmoCRM:
         self.store = Store(Path(drop_dir), int(now.timestamp()) if now else None, currency, fields)
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, dict[str, list[str]], int]] = []  # (path, query, status) of API calls
+        self._hooks: list[list[Any]] = []  # [path, n, callback, served so far] (see `on_request`)
         self._window: deque[float] = deque()
         self._violations: deque[float] = deque()
         self._blocked_until = 0.0
@@ -812,6 +848,15 @@ class FakeAmoCRM:
         with self._lock:
             self.faults.append(Fault(path, kind, **kwargs))
 
+    def on_request(self, path: str, n: int, callback: Callable[[FakeAmoCRM], None]) -> None:
+        """Run `callback(fake)` once, when the `n`-th answered request of `path` (1 = the first; faults,
+        429s and 401s not counted) has been computed and before it is sent: a change made while a
+        client is paging (the page it gets shows the state before the change, the next one after)."""
+        if n < 1:
+            raise ValueError("n counts from 1")
+        with self._lock:
+            self._hooks.append([path, n, callback, 0])
+
     def request_count(self, path: str | None = None) -> int:
         return sum(1 for p, _, _ in self.requests if path is None or p == path)
 
@@ -829,6 +874,8 @@ class FakeAmoCRM:
         h.answered = status  # type: ignore[attr-defined]
         h.send_response(status)
         ctype = "application/problem+json" if status >= 400 else "application/hal+json"
+        if raw is not None and raw.startswith(b"<html>"):
+            ctype = "text/html"
         if data:
             h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(data)))
@@ -890,7 +937,8 @@ class FakeAmoCRM:
         fault = self._take_fault(path)
         if fault is not None:
             if fault.kind == "429":
-                self._send(h, 429, _problem(429, "Too Many Requests"), {"Retry-After": str(fault.retry_after)})
+                headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+                self._send(h, 429, raw=_html_answer(429), headers=headers)
                 return 429
             if fault.kind == "timeout":
                 h.answered = 504  # type: ignore[attr-defined]
@@ -904,9 +952,8 @@ class FakeAmoCRM:
             self._send(h, status, _problem(status, "Internal error"))
             return status
         limited = self._rate_answer()
-        if limited is not None:
-            detail = "Too Many Requests" if limited == 429 else "Access is blocked: too many requests"
-            self._send(h, limited, _problem(limited, detail), {"Retry-After": "1"} if limited == 429 else {})
+        if limited is not None:  # an HTML page from the gateway, without Retry-After (see _HTML_ANSWER)
+            self._send(h, limited, raw=_html_answer(limited))
             return limited
         auth = h.headers.get("Authorization", "")
         if auth != f"Bearer {self.token}":
@@ -919,8 +966,20 @@ class FakeAmoCRM:
             status, body = self._route(path, query)
         except ValueError as exc:
             status, body = 400, _problem(400, str(exc))
+        self._run_hooks(path)
         self._send(h, status, body)
         return status
+
+    def _run_hooks(self, path: str) -> None:
+        due = []
+        with self._lock:
+            for hook in self._hooks:
+                if hook[0] == path:
+                    hook[3] += 1
+                    if hook[3] == hook[1]:
+                        due.append(hook[2])
+        for callback in due:  # outside the lock: a callback may change records or inject faults
+            callback(self)
 
     def _route(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         view = self.store.view()
@@ -1095,7 +1154,8 @@ class FakeAmoCRM:
             raise ValueError("page and limit must be integers") from exc
         if page < 1 or limit < 1:
             raise ValueError("page and limit must be positive")
-        limit = min(limit, max_limit)
+        if limit > max_limit:  # over the maximum: the default page size, not the maximum (see the module doc)
+            limit = DEFAULT_LIMIT
         chunk = items[(page - 1) * limit : page * limit]
         if not chunk:
             return 204, None

@@ -45,7 +45,7 @@ from typing import Any
 import dlt
 import requests
 
-from b2b_pipeline.sources.landing import RequestCounter, api_session, raw_resource, version_row
+from b2b_pipeline.sources.landing import RequestCounter, SourceRefused, api_session, raw_resource, version_row
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Bitrix24Error(RuntimeError):
     """The portal could not be read; the message names the connection, never its secret."""
 
 
-class Bitrix24AuthError(Bitrix24Error):
+class Bitrix24AuthError(Bitrix24Error, SourceRefused):
     """The portal refused the webhook (wrong URL, user or secret)."""
 
 

@@ -3,7 +3,9 @@
 What it is: a real HTTP server (`ThreadingHTTPServer` on 127.0.0.1, a free port) that serves the
 CRM records of a file drop made by the demo generator as Bitrix24 would serve them, as of its
 clock, so that the connector's tests (and the demo) run without a portal. It keeps state: admin
-calls move the clock between nights, change and delete records, and inject faults.
+calls move the clock between nights, change and delete records, and inject faults;
+`on_call(method, n, callback)` runs a change right after the n-th answer of a method is computed, so
+a test can change records while a client is paging.
 
     with FakeBitrix24(drop_dir, webhook_user=1, webhook_secret="s3cr3t") as fake:
         fake.webhook_url  # http://127.0.0.1:PORT/rest/1/s3cr3t/
@@ -27,8 +29,10 @@ Which public documentation each endpoint follows (github.com/bitrix-tools/b24-re
 | paging: 50 a page, `next`, `total` | api-reference/how-to-call-rest-api/list-methods-pecularities.md |
 | `start=-1`: no count (`total` 0, no `next`) | api-reference/performance/huge-data.md |
 | `time` block (`operating`, `operating_reset_at`) | limits.md, api-reference/data-types.md#time |
-| 503 `QUERY_LIMIT_EXCEEDED` (leaky bucket: 2 a second, 50 before blocking) | limits.md, _includes/system-errors.md |
+| 503 `QUERY_LIMIT_EXCEEDED` "Too many requests" (leaky bucket: 2/s, 50) | limits.md, _includes/system-errors.md |
 | 429 `OPERATION_TIME_LIMIT` (method time summed over 10 one-minute buckets) | limits.md |
+| no `Retry-After` on 503/429: back off with growing delays (429: `operating_reset_at`) | limits.md |
+| `crm.stagehistory.list` pages as any list (`start`, `next`, `total`) | api-reference/crm/crm-stage-history-list.md |
 | 401 `NO_AUTH_FOUND` (wrong webhook), 500 `INTERNAL_SERVER_ERROR` | _includes/system-errors.md, error-info.md |
 
 Where each fact of the drop goes (the exact reverse mapping for dbt is in MAPPING.md):
@@ -323,6 +327,7 @@ class FakeBitrix24:
         self._bucket_stamp = time.monotonic()
         self._operating: dict[str, list[tuple[float, float]]] = {}
         self.calls: list[Call] = []
+        self._hooks: list[list[Any]] = []  # [method, n, callback, answered so far] (see `on_call`)
         self._render: dict[str, list[dict]] = {}
         self._render_key: dict[str, tuple] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -414,6 +419,26 @@ class FakeBitrix24:
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self._faults.setdefault(method, []).append(_Fault(kind, count, after, seconds))
+
+    def on_call(self, method: str, n: int, callback: Callable[[FakeBitrix24], None]) -> None:
+        """Run `callback(fake)` once, when the `n`-th answered call of `method` (1 = the first; errors and
+        faults not counted, batch commands neither) has been computed and before it is sent: a change
+        made while a client is paging (that page shows the state before it, the next one after)."""
+        if n < 1:
+            raise ValueError("n counts from 1")
+        with self._lock:
+            self._hooks.append([method.lower(), n, callback, 0])
+
+    def _run_hooks(self, method: str) -> None:
+        due = []
+        with self._lock:
+            for hook in self._hooks:
+                if hook[0] == method:
+                    hook[3] += 1
+                    if hook[3] == hook[1]:
+                        due.append(hook[2])
+        for callback in due:
+            callback(self)
 
     def change(self, entity: str, op: str, drop_id: str | tuple | None = None, fields: dict | None = None) -> int | str:
         """Change a record now, in drop terms: `op` update (fields merged into the current version),
@@ -530,6 +555,7 @@ class FakeBitrix24:
             if fault is not None and fault.kind == "timeout":
                 time.sleep(fault.seconds)
             answer = self._call(method, params, via_batch=False)
+            self._run_hooks(method)
             if fault is not None and fault.kind == "malformed":
                 data = json.dumps(answer, ensure_ascii=False).encode()
                 self._send_bytes(h, 200, data[: max(1, len(data) // 2)])
@@ -538,8 +564,9 @@ class FakeBitrix24:
         except ApiError as e:
             if len(parts) == 4 and e.status != 401:
                 self._log(parts[3].removesuffix(".json").lower(), {}, e.status)
-            headers = {"Retry-After": "1"} if e.status in (429, 503) else {}
-            self._send(h, e.status, e.body(), headers)
+            # no Retry-After: limits.md documents none (back off with growing delays; for 429
+            # OPERATION_TIME_LIMIT wait for `time.operating_reset_at` of the last good answer)
+            self._send(h, e.status, e.body())
         except (ValueError, KeyError, TypeError) as e:
             self._send(h, 400, {"error": "INVALID_REQUEST", "error_description": f"Invalid request: {e}"})
 
