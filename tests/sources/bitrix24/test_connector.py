@@ -5,6 +5,7 @@ limit answers and faults mid-paging, a crash and a resumed run, a wrong webhook,
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -149,6 +150,33 @@ def test_limit_answers_faults_and_timeouts_mid_paging_are_retried(drop: Path, tm
         got = {r["record_id"] for r in extract(src, tmp_path) if "CONTACTS" not in r["doc"]}
         assert got == {str(fake.b24_id("deals", k[0])) for k in fake._store.current("deals", fake.now())}
         assert any(c.status == 503 for c in fake.calls)
+
+
+def test_a_used_up_operating_time_is_waited_out_until_the_portal_resets_it(
+    drop: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """429 OPERATION_TIME_LIMIT: the client waits until the `operating_reset_at` of the method's last
+    good answer (the portal's window, 3 s here instead of 10 minutes), then goes on; a reset further
+    away than `max_operating_wait` fails at once with the reason."""
+    caplog.set_level(logging.WARNING)
+    with FakeBitrix24(
+        drop, webhook_user=3, webhook_secret=SECRET, now=NIGHT2, rate=1000, burst=1000,
+        operating_limit=1.5, operating_cost=1.0, operating_window=3.0,
+    ) as fake:  # fmt: skip
+        client = Bitrix24Client(fake.webhook_url, settings(max_attempts=3))
+        began = time.monotonic()
+        for _ in range(3):  # the first two use up the method's 1.5 s; the third is refused, then waits
+            assert client.call("crm.deal.list", {"select": ["ID"]})["result"]
+        waited = time.monotonic() - began
+        assert [c.status for c in fake.calls_of("crm.deal.list")][-2:] == [429, 200]
+        assert 1.0 <= waited < 10, waited
+        assert "OPERATION_TIME_LIMIT" in caplog.text and SECRET not in caplog.text
+
+        impatient = Bitrix24Client(fake.webhook_url, settings(max_attempts=3, max_operating_wait=0.5))
+        impatient.call("crm.company.list", {"select": ["ID"]})
+        impatient.call("crm.company.list", {"select": ["ID"]})
+        with pytest.raises(Bitrix24Error, match=r"used up its operating time .* more than max_operating_wait"):
+            impatient.call("crm.company.list", {"select": ["ID"]})
 
 
 @pytest.mark.integration

@@ -27,9 +27,11 @@ before that the portal no longer has. The ids known to be live are kept, as rang
 stream's dlt state, which is committed with the rows it describes.
 
 Rate: a client-side token bucket (`requests_per_second`, `burst`) below the documented limit
-(2 a second, 50 before blocking); 503 QUERY_LIMIT_EXCEEDED, 429 OPERATION_TIME_LIMIT, 5xx and
-timeouts are retried with exponential backoff honouring `Retry-After` (landing.api_session); a
-malformed (unparseable) answer is retried as well.
+(2 a second, 50 before blocking); 503 QUERY_LIMIT_EXCEEDED, 5xx and timeouts are retried with
+exponential backoff honouring `Retry-After` (landing.api_session); a malformed (unparseable)
+answer is retried as well. 429 OPERATION_TIME_LIMIT (a method's operating time used up for the
+portal's 10-minute window) is waited out until the `operating_reset_at` of that method's last good
+answer, at most `max_operating_wait`.
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ class Bitrix24Settings:
     `lookback_seconds`: how far before the cursor each night re-reads (late-visible changes);
     `requests_per_second`/`burst`: the client-side limit (the documented portal limit is 2 a
     second with 50 before blocking); `timeout`, `max_attempts`, `backoff_factor`, `max_delay`:
-    each request's timeout and its retries; `reconcile`: find deletions by an id-only scan;
+    each request's timeout and its retries; `max_operating_wait`: the longest wait for a method's
+    operating time to reset after 429 OPERATION_TIME_LIMIT (the portal's window is 10 minutes);
+    `reconcile`: find deletions by an id-only scan;
     `connection`: the connection's name in messages; `counter`: counts the requests sent.
     """
 
@@ -74,6 +78,7 @@ class Bitrix24Settings:
     max_attempts: int = 6
     backoff_factor: float = 1.0
     max_delay: float = 120.0
+    max_operating_wait: float = 600.0
     reconcile: bool = True
     connection: str = "bitrix24"
     counter: RequestCounter | None = None
@@ -128,6 +133,7 @@ class Bitrix24Client:
         prefix = "/".join(parts[:-1])
         self._base = f"{url.scheme}://{url.netloc}/{prefix}/{self._secret}/"
         self.where = f"Bitrix24 connection {settings.connection!r} ({url.scheme}://{url.netloc}/{prefix}/***/)"
+        self._resets: dict[str, float] = {}  # per method: when its operating time resets (monotonic)
         self.session = api_session(
             settings.requests_per_second,
             settings.burst,
@@ -155,6 +161,10 @@ class Bitrix24Client:
                     f"{self.where}: the portal refused the webhook ({r.status_code} {self._error(r)}); "
                     "check the webhook URL, its user id and its secret"
                 )
+            used_up = r.status_code == 429 and "OPERATION_TIME_LIMIT" in self._error(r)
+            if used_up and attempt < self.settings.max_attempts:
+                self._wait_for_operating_time(method)
+                continue
             if r.status_code >= 400:
                 raise Bitrix24Error(f"{self.where}: {method} answered {r.status_code} {self._error(r)}")
             try:
@@ -162,12 +172,39 @@ class Bitrix24Client:
             except ValueError:
                 answer = None
             if isinstance(answer, dict) and "error" not in answer:
+                self._note_operating_time(method, answer.get("time"))
                 return answer
             if isinstance(answer, dict):
                 raise Bitrix24Error(f"{self.where}: {method} answered {self._error(r)}")
             log.warning("%s: %s gave an unparseable answer (attempt %d)", self.where, method, attempt)
             time.sleep(min(self.settings.max_delay, self.settings.backoff_factor * 2 ** (attempt - 1)))
         raise Bitrix24Error(f"{self.where}: {method} gave unparseable answers {self.settings.max_attempts} times")
+
+    def _note_operating_time(self, method: str, block: Any) -> None:
+        """Keep when `method`'s operating time resets, from an answer's `time` block: the portal's
+        `operating_reset_at` less its `finish` (both in the portal's clock, so no clock skew)."""
+        if isinstance(block, dict) and block.get("operating_reset_at") and block.get("finish"):
+            in_seconds = float(block["operating_reset_at"]) - float(block["finish"])
+            self._resets[method] = time.monotonic() + max(0.0, in_seconds)
+
+    def _wait_for_operating_time(self, method: str) -> None:
+        """After 429 OPERATION_TIME_LIMIT: wait until the method's time resets (as the last good
+        answer said; else the backoff's longest delay), at most `max_operating_wait`."""
+        reset = self._resets.get(method)
+        wait = reset - time.monotonic() if reset is not None else self.settings.max_delay
+        if wait > self.settings.max_operating_wait:
+            raise Bitrix24Error(
+                f"{self.where}: {method} used up its operating time (429 OPERATION_TIME_LIMIT); it resets in "
+                f"{wait:.0f} s, more than max_operating_wait ({self.settings.max_operating_wait:.0f} s)"
+            )
+        wait = max(1.0, wait)
+        log.warning(
+            "%s: %s used up its operating time (429 OPERATION_TIME_LIMIT); waiting %.0f s for it to reset",
+            self.where,
+            method,
+            wait,
+        )
+        time.sleep(wait)
 
     def _error(self, r: requests.Response) -> str:
         try:

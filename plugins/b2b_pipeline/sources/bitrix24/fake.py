@@ -293,8 +293,8 @@ class FakeBitrix24:
     `now`: the portal's clock; given, it stands still until `set_now`/`advance` or
     `POST /_admin/clock` moves it; None follows the wall clock. `rate`/`burst`: the leaky bucket
     of the documented intensity limit (2 a second, 50 before blocking). `operating_limit`: seconds
-    of method time over 10 minutes before 429 OPERATION_TIME_LIMIT; `operating_cost`: seconds each
-    call adds (0: the real time taken).
+    of method time over the window (`operating_window`, 10 minutes on a portal) before 429
+    OPERATION_TIME_LIMIT; `operating_cost`: seconds each call adds (0: the real time taken).
     """
 
     def __init__(
@@ -309,6 +309,7 @@ class FakeBitrix24:
         burst: int = 50,
         operating_limit: float = 480.0,
         operating_cost: float = 0.0,
+        operating_window: float = 600.0,
     ) -> None:
         self.drop_dir = Path(drop_dir)
         self.webhook_user = int(webhook_user)
@@ -316,6 +317,7 @@ class FakeBitrix24:
         self.tz = _offset(portal_offset)
         self.rate, self.burst = rate, burst
         self.operating_limit, self.operating_cost = operating_limit, operating_cost
+        self.operating_window = operating_window
         self._now: float | None = now.timestamp() if now is not None else None
         self._lock = threading.RLock()
         self._store = _Store()
@@ -664,19 +666,19 @@ class FakeBitrix24:
         handler = handlers.get(method)
         if handler is None:
             raise ApiError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
-        operating, reset_at = self._operating_check(method)
+        self._operating_check(method)
         with self._lock:
             now = self.now()
             result, total, nxt = handler(params)
         cost = self.operating_cost + (time.perf_counter() - began)
-        operating, reset_at = self._operating_add(method, cost)
+        operating, reset_in = self._operating_add(method, cost)
         self._log(method, params, 200, via_batch)
         answer: dict[str, Any] = {"result": result}
         if nxt is not None:
             answer["next"] = nxt
         if total is not None:
             answer["total"] = total
-        answer["time"] = self._time(now, began, operating, reset_at)
+        answer["time"] = self._time(now, began, operating, reset_in)
         return answer
 
     def _rendered(self, name: str, render: Callable[[], list[dict]]) -> list[dict]:
@@ -687,7 +689,7 @@ class FakeBitrix24:
             self._render_key[name] = key
         return self._render[name]
 
-    def _time(self, now: float, began: float, operating: float | None = None, reset_at: float | None = None) -> dict:
+    def _time(self, now: float, began: float, operating: float | None = None, reset_in: float | None = None) -> dict:
         duration = time.perf_counter() - began
         block: dict[str, Any] = {
             "start": now,
@@ -698,19 +700,22 @@ class FakeBitrix24:
             "date_finish": self._iso(now + duration),
         }
         if operating is not None:
-            block["operating_reset_at"] = int(reset_at or now + 600)
+            # in the portal's clock, as `start` and `finish` are
+            block["operating_reset_at"] = int(now + (self.operating_window if reset_in is None else reset_in))
             block["operating"] = operating
         return block
 
     def _operating_check(self, method: str) -> tuple[float, float]:
+        """The method's operating time in the window so far and the seconds until the window resets;
+        429 OPERATION_TIME_LIMIT when it is used up."""
         with self._lock:
             stamp = time.monotonic()
-            spent = [(t, c) for t, c in self._operating.get(method, []) if stamp - t < 600]
+            spent = [(t, c) for t, c in self._operating.get(method, []) if stamp - t < self.operating_window]
             self._operating[method] = spent
             total = sum(c for _, c in spent)
             if total > self.operating_limit:
                 raise ApiError(*ERRORS["operating"])
-            return total, time.time() + 600
+            return total, self.operating_window
 
     def _operating_add(self, method: str, cost: float) -> tuple[float, float]:
         with self._lock:
@@ -718,7 +723,7 @@ class FakeBitrix24:
             spent = self._operating.setdefault(method, [])
             spent.append((stamp, cost))
             oldest = spent[0][0]
-            return sum(c for _, c in spent), time.time() + 600 - (stamp - oldest)
+            return sum(c for _, c in spent), self.operating_window - (stamp - oldest)
 
     def _batch(self, params: dict) -> dict:
         began = time.perf_counter()
