@@ -21,7 +21,7 @@ field_roles as (
 
 custom_fields as (
 
-    select * from {{ landed('amocrm', 'custom_fields') }} as raw_custom_fields
+    select * from {{ ref('base_amocrm__custom_fields') }}
 
 ),
 
@@ -48,32 +48,18 @@ latest_field_roles as (
 
 ),
 
-company_fields as (
-
-    select distinct on (record_id) doc
-    from custom_fields
-    where record_id like 'companies:%'
-    order by record_id asc, _extracted_at desc
-
-),
-
 field_ids as (
 
     select
         (select (latest_field_roles.doc ->> 'tax_id')::bigint from latest_field_roles) as tax_id,
         (select (latest_field_roles.doc ->> 'web')::bigint from latest_field_roles) as web,
-        (
-            select min((company_fields.doc ->> 'id')::bigint) from company_fields
-            where company_fields.doc ->> 'name' = 'Отрасль'
-        ) as industry,
-        (
-            select min((company_fields.doc ->> 'id')::bigint) from company_fields
-            where company_fields.doc ->> 'name' = 'Страна'
-        ) as country,
-        (
-            select min((company_fields.doc ->> 'id')::bigint) from company_fields
-            where company_fields.doc ->> 'name' = 'Количество сотрудников'
+        min(custom_fields.field_id) filter (where custom_fields.field_name = 'Отрасль') as industry,
+        min(custom_fields.field_id) filter (where custom_fields.field_name = 'Страна') as country,
+        min(custom_fields.field_id) filter (
+            where custom_fields.field_name = 'Количество сотрудников'
         ) as employee_count
+    from custom_fields
+    where custom_fields.entity = 'companies'
 
 ),
 
@@ -102,23 +88,12 @@ renamed as (
     cross join field_ids
     left join lateral (
         select
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.tax_id) as tax_id,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.web) as domain,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.industry) as industry,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.country) as country,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.employee_count) as employee_count
-        from jsonb_array_elements(
-            case
-                when jsonb_typeof(surviving.doc -> 'custom_fields_values') = 'array'
-                    then surviving.doc -> 'custom_fields_values'
-                else '[]'::jsonb
-            end
-        ) as field
+            {{ amocrm_field_value('field_ids.tax_id') }} as tax_id,
+            {{ amocrm_field_value('field_ids.web') }} as domain,
+            {{ amocrm_field_value('field_ids.industry') }} as industry,
+            {{ amocrm_field_value('field_ids.country') }} as country,
+            {{ amocrm_field_value('field_ids.employee_count') }} as employee_count
+        from {{ amocrm_custom_field_values('surviving.doc') }} as field
     ) as field_values on true
 
 ),

@@ -15,7 +15,7 @@ source as (
 
 custom_fields as (
 
-    select * from {{ landed('amocrm', 'custom_fields') }} as raw_custom_fields
+    select * from {{ ref('base_amocrm__custom_fields') }}
 
 ),
 
@@ -32,30 +32,14 @@ surviving as (
 
 ),
 
-contact_fields as (
-
-    select distinct on (record_id) doc
-    from custom_fields
-    where record_id like 'contacts:%'
-    order by record_id asc, _extracted_at desc
-
-),
-
 field_ids as (
 
     select
-        (
-            select min((contact_fields.doc ->> 'id')::bigint) from contact_fields
-            where contact_fields.doc ->> 'code' = 'EMAIL'
-        ) as email,
-        (
-            select min((contact_fields.doc ->> 'id')::bigint) from contact_fields
-            where contact_fields.doc ->> 'code' = 'PHONE'
-        ) as phone,
-        (
-            select min((contact_fields.doc ->> 'id')::bigint) from contact_fields
-            where contact_fields.doc ->> 'code' = 'POSITION'
-        ) as job_title
+        min(custom_fields.field_id) filter (where custom_fields.field_code = 'EMAIL') as email,
+        min(custom_fields.field_id) filter (where custom_fields.field_code = 'PHONE') as phone,
+        min(custom_fields.field_id) filter (where custom_fields.field_code = 'POSITION') as job_title
+    from custom_fields
+    where custom_fields.entity = 'contacts'
 
 ),
 
@@ -80,19 +64,10 @@ renamed as (
     cross join field_ids
     left join lateral (
         select
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.email) as email,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.phone) as phone,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.job_title) as job_title
-        from jsonb_array_elements(
-            case
-                when jsonb_typeof(surviving.doc -> 'custom_fields_values') = 'array'
-                    then surviving.doc -> 'custom_fields_values'
-                else '[]'::jsonb
-            end
-        ) as field
+            {{ amocrm_field_value('field_ids.email') }} as email,
+            {{ amocrm_field_value('field_ids.phone') }} as phone,
+            {{ amocrm_field_value('field_ids.job_title') }} as job_title
+        from {{ amocrm_custom_field_values('surviving.doc') }} as field
     ) as field_values on true
 
 ),

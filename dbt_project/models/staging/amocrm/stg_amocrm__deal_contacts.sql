@@ -17,7 +17,7 @@ source as (
 
 custom_fields as (
 
-    select * from {{ landed('amocrm', 'custom_fields') }} as raw_custom_fields
+    select * from {{ ref('base_amocrm__custom_fields') }}
 
 ),
 
@@ -36,14 +36,9 @@ surviving as (
 
 roles_field as (
 
-    select min((doc ->> 'id')::bigint) as field_id
-    from (
-        select distinct on (record_id) doc
-        from custom_fields
-        where record_id like 'leads:%'
-        order by record_id asc, _extracted_at desc
-    ) as lead_fields
-    where doc ->> 'name' = 'Роли контактов'
+    select min(custom_fields.field_id) as field_id
+    from custom_fields
+    where custom_fields.entity = 'leads' and custom_fields.field_name = 'Роли контактов'
 
 ),
 
@@ -54,16 +49,8 @@ leads as (
         surviving.doc,
         surviving.updated_at,
         (
-            select max(field.value -> 'values' -> 0 ->> 'value')
-            from
-                jsonb_array_elements(
-                    case
-                        when jsonb_typeof(surviving.doc -> 'custom_fields_values') = 'array'
-                            then surviving.doc -> 'custom_fields_values'
-                        else '[]'::jsonb
-                    end
-                ) as field
-            where (field.value ->> 'field_id')::bigint = roles_field.field_id
+            select {{ amocrm_field_value('roles_field.field_id') }}
+            from {{ amocrm_custom_field_values('surviving.doc') }} as field
         ) as contact_roles
     from surviving
     cross join roles_field

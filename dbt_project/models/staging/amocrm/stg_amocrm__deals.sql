@@ -24,7 +24,7 @@ account as (
 
 custom_fields as (
 
-    select * from {{ landed('amocrm', 'custom_fields') }} as raw_custom_fields
+    select * from {{ ref('base_amocrm__custom_fields') }}
 
 ),
 
@@ -56,35 +56,18 @@ latest_account as (
 
 ),
 
-lead_fields as (
-
-    select distinct on (record_id) doc
-    from custom_fields
-    where record_id like 'leads:%'
-    order by record_id asc, _extracted_at desc
-
-),
-
 field_ids as (
 
     select
-        (
-            select min((lead_fields.doc ->> 'id')::bigint) from lead_fields
-            where lead_fields.doc ->> 'name' = 'Сумма сделки'
-        ) as amount,
-        (
-            select min((lead_fields.doc ->> 'id')::bigint) from lead_fields
-            where lead_fields.doc ->> 'name' = 'Валюта сделки'
-        ) as currency,
-        (
-            select min((lead_fields.doc ->> 'id')::bigint) from lead_fields
-            where lead_fields.doc ->> 'name' = 'Ожидаемая дата закрытия'
+        min(custom_fields.field_id) filter (where custom_fields.field_name = 'Сумма сделки') as amount,
+        min(custom_fields.field_id) filter (where custom_fields.field_name = 'Валюта сделки') as currency,
+        min(custom_fields.field_id) filter (
+            where custom_fields.field_name = 'Ожидаемая дата закрытия'
         ) as expected_close_date,
-        (
-            select min((lead_fields.doc ->> 'id')::bigint) from lead_fields
-            where lead_fields.doc ->> 'name' = 'Источник'
-        ) as lead_source,
+        min(custom_fields.field_id) filter (where custom_fields.field_name = 'Источник') as lead_source,
         (select latest_account.doc ->> 'currency' from latest_account) as account_currency
+    from custom_fields
+    where custom_fields.entity = 'leads'
 
 ),
 
@@ -121,23 +104,11 @@ renamed as (
     cross join field_ids
     left join lateral (
         select
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.amount) as amount,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.currency) as currency,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (
-                where (field.value ->> 'field_id')::bigint = field_ids.expected_close_date
-            ) as expected_close_date,
-            max(field.value -> 'values' -> 0 ->> 'value')
-            filter (where (field.value ->> 'field_id')::bigint = field_ids.lead_source) as lead_source
-        from jsonb_array_elements(
-            case
-                when jsonb_typeof(surviving.doc -> 'custom_fields_values') = 'array'
-                    then surviving.doc -> 'custom_fields_values'
-                else '[]'::jsonb
-            end
-        ) as field
+            {{ amocrm_field_value('field_ids.amount') }} as amount,
+            {{ amocrm_field_value('field_ids.currency') }} as currency,
+            {{ amocrm_field_value('field_ids.expected_close_date') }} as expected_close_date,
+            {{ amocrm_field_value('field_ids.lead_source') }} as lead_source
+        from {{ amocrm_custom_field_values('surviving.doc') }} as field
     ) as field_values on true
 
 ),
