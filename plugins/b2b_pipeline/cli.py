@@ -191,6 +191,8 @@ def _run_demo_night_through_fake(night: Night, source: str) -> int:
         )
         code = _run_night(night)
         documented = DOCUMENTED_REQUESTS_PER_SECOND[source]
+        with contextlib.suppress(psycopg.Error):
+            _print_landed(source, warehouse_dsn())
         console.print(
             f"The fake {crm.title} answered {crm.requests():,} requests at up to {DEMO_REQUESTS_PER_SECOND} a second; "
             f"at {crm.title}'s documented {documented:g} a second they take about {crm.documented_minutes():.1f} min.",
@@ -409,6 +411,18 @@ def _print_warehouse_totals(dsn: str) -> None:
         console.print("Quarantined, for example:")
         for file, line, reason in examples:
             console.print(f"  {file}:{line}: {reason}")
+
+
+def _print_landed(source: str, dsn: str) -> None:
+    """Rows in the raw layer of an API source per stream (every version landed so far)."""
+    from b2b_pipeline.sources.landing import landed_rows, raw_schema
+
+    table = Table(title=f"Raw layer: {raw_schema(source)} (every version landed)")
+    table.add_column("stream")
+    table.add_column("rows", justify="right")
+    for stream, rows in landed_rows(dsn, source).items():
+        table.add_row(stream, f"{rows:,}")
+    console.print(table)
 
 
 TASK_STYLE = {"running": "yellow", "success": "green", "failed": "red", "skipped": "dim"}

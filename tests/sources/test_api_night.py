@@ -42,6 +42,7 @@ def test_demo_through_the_amocrm_fake_then_a_wrong_token(warehouse: str, tmp_pat
     assert demo.returncode == 0, out
     assert "local fake of amoCRM" in out and "Published" in out
     assert "requests at up to" in out and "documented 7 a second" in out
+    assert "Raw layer: raw_amocrm" in out and "leads" in out
     published = fingerprint(warehouse)
     assert {"sales_funnel", "sales_performance_monthly", "revenue_monthly"} <= set(published)
     with psycopg.connect(warehouse) as conn:

@@ -231,6 +231,27 @@ def land(dsn: str, source_system: str, source: Any, *, home: Path | None = None)
     return report
 
 
+def landed_rows(dsn: str, source_system: str) -> dict[str, int]:
+    """Rows in each raw table of `source_system` (every version landed so far); {} before its first landing."""
+    import psycopg
+    from psycopg import sql
+
+    schema = raw_schema(source_system)
+    with psycopg.connect(dsn) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "select table_name from information_schema.tables where table_schema = %s "
+                "and table_name not like '\\_dlt%%' order by 1",
+                (schema,),
+            )
+        ]
+        return {
+            table: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()[0]
+            for table in tables
+        }
+
+
 def _credentials(dsn: str) -> Any:
     """dlt's PostgreSQL credentials for any libpq URL or key/value string, unix sockets included
     (`?host=/dir`). A server with trust authentication has no password: dlt's credentials then

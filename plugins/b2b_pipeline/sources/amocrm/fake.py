@@ -123,6 +123,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from b2b_pipeline.filedrop.spec import entity as spec_entity
+from b2b_pipeline.sources.drop_records import well_formed
+
 ENTITIES = ("users", "accounts", "contacts", "stages", "deals", "deal_stage_history", "deal_contacts", "activities")
 MAX_LIMIT = 250
 MAX_EVENTS_LIMIT = 100
@@ -216,7 +219,8 @@ def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def read_drop(drop_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every CRM row of the drop per entity, base files first then dated folders in date order."""
+    """Every well-formed CRM row of the drop per entity (`drop_records.well_formed`: a row the loader
+    would quarantine is no record of the CRM), base files first then dated folders in date order."""
     crm = Path(drop_dir) / "crm"
     folders = [crm, *sorted(p for p in crm.iterdir() if p.is_dir())]
     out: dict[str, list[dict[str, Any]]] = {e: [] for e in ENTITIES}
@@ -224,7 +228,8 @@ def read_drop(drop_dir: Path) -> dict[str, list[dict[str, Any]]]:
         for path in sorted(p for p in folder.iterdir() if p.is_file()):
             entity = path.name.split(".", 1)[0]
             if entity in out:
-                out[entity].extend(_read_rows(path))
+                contract = spec_entity("crm", entity)
+                out[entity].extend(row for row in _read_rows(path) if well_formed(contract, row))
     return out
 
 
