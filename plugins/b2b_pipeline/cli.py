@@ -203,28 +203,47 @@ def _run_demo_night_through_fake(night: Night, source: str) -> int:
 
 @app.command("airflow")
 def airflow_ui(
-    port: Annotated[int, typer.Option(help="Port of the Airflow UI on localhost.")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Airflow UI on localhost.")] = 8080,
 ) -> None:
-    """Start Airflow standalone on localhost with the nightly DAG and the warehouse connection configured."""
-    from b2b_pipeline.orchestration.local_airflow import airflow_environment, prepare_airflow
+    """Start Airflow standalone on localhost with the nightly DAG and the warehouse connection configured.
+
+    Refuses Airflow's own log-server ports (usage error, exit 2) and a port already taken on 127.0.0.1
+    (exit 1) before anything starts. Ctrl-C or SIGTERM stops every process standalone started (exit 0;
+    1 when some had to be killed)."""
+    from b2b_pipeline.orchestration.local_airflow import (
+        airflow_own_ports,
+        port_unavailable,
+        prepare_airflow,
+        run_standalone,
+        standalone_environment,
+    )
     from b2b_pipeline.transform.manifest import ensure_manifest
 
+    own = airflow_own_ports(os.environ)
+    if port in own:
+        raise typer.BadParameter(
+            f"{port} is {own[port]}, which standalone starts itself; choose another port (e.g. 8080)",
+            param_hint="--port",
+        )
+    taken = port_unavailable(port)
+    if taken:
+        err.print(f"[red]error:[/red] port {port} on 127.0.0.1 is {taken}; choose another with --port")
+        raise typer.Exit(1)
+    for other, what in own.items():
+        if port_unavailable(other):
+            err.print(f"[yellow]warning:[/yellow] port {other} ({what}) is already in use: is another Airflow running?")
     home = b2b_home()
     dsn = _dsn()
     ensure_manifest(dsn)
     prepare_airflow(home, dsn)
-    bin_dir = str(Path(sys.executable).parent)  # standalone starts `airflow scheduler` & co. by name
-    env = {
-        **os.environ,
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-        **airflow_environment(home, dsn),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-    }
+    env = standalone_environment(home, dsn, port, os.environ)
     passwords = home / "airflow" / "simple_auth_manager_passwords.json.generated"
     console.print(f"Airflow UI on http://localhost:{port}; the admin password is written to {passwords}")
-    airflow = Path(sys.executable).with_name("airflow")
-    os.execve(str(airflow), [str(airflow), "standalone"], env)
+    console.print(
+        f"Sized for this machine: parallelism {env['AIRFLOW__CORE__PARALLELISM']}, "
+        f"{env['AIRFLOW__API__WORKERS']} API server worker(s). Ctrl-C stops Airflow."
+    )
+    raise typer.Exit(run_standalone(env, say=lambda message: err.print(message, soft_wrap=True)))
 
 
 @app.command()
