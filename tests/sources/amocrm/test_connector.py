@@ -283,3 +283,46 @@ def test_a_record_updated_during_a_sync(warehouse: str, fake: FakeAmoCRM, tmp_pa
         no_duplicates(warehouse, table)
     events = {e["id"] for e in fake.store.view()["events"]}
     assert {r[0] for r in rows(warehouse, "select record_id from raw_amocrm.events")} == events
+
+
+def test_a_record_leaving_mid_pass_hides_no_other(warehouse: str, fake: FakeAmoCRM, tmp_path: Path) -> None:
+    """The id-ordered passes (`_Api.by_id`): five contacts changed in one second (more than a page of
+    3, so the second is read by id), and every task (tasks cannot be ordered by updated_at, so they
+    are read by id over the whole window). While page 1 of each is being served, one record of page
+    1 changes after the extraction start: it leaves the window and every later record moves up one
+    place, so that pass misses one. The next pass reads it: every record not changed meanwhile lands
+    tonight."""
+    settings = replace(SETTINGS, page_limit=3, requests_per_second=100, burst=10)
+    fake.requests_per_second = 1000  # small pages make many requests: this test is not about the rate
+    fake.set_clock(fake.now + timedelta(hours=1))
+    tied = sorted(served(fake, "contacts"))[:5]
+    for cid in tied:
+        fake.change_record("contacts", fake.drop_id("contacts", cid), {"job_title": "CEO"})
+    started = fake.now
+    tasks = sorted(served(fake, "tasks"))
+    assert len(tasks) > 2 * settings.page_limit
+
+    def leaves(entity: str, drop_id: str, changes: dict[str, str]) -> Any:
+        def change(f: FakeAmoCRM) -> None:  # stamped after the start: out of the window [.., start]
+            f.set_clock(started + timedelta(seconds=90))
+            f.change_record(entity, drop_id, changes)
+
+        return change
+
+    def by_id(query: Any) -> bool:
+        return "order[id]" in query
+
+    first_tied = fake.drop_id("contacts", tied[0])
+    fake.on_request("/api/v4/contacts", 1, leaves("contacts", first_tied, {"job_title": "CTO"}), where=by_id)
+    first_task = fake.drop_id("activities", tasks[0])
+    fake.on_request("/api/v4/tasks", 1, leaves("activities", first_task, {"subject": "moved"}), where=by_id)
+    source = amocrm_source(fake.base_url, TOKEN, settings=settings, started_at=started)
+    land(warehouse, "amocrm", source, home=tmp_path)
+    landed_tasks = latest_ids(warehouse, "tasks")
+    assert set(tasks[1:]) <= landed_tasks  # none hidden by the task that left the window
+    ceo = "select record_id from raw_amocrm.contacts where doc::text like '%%CEO%%'"
+    assert set(tied[1:]) <= {int(r[0]) for r in rows(warehouse, ceo)}
+    ids_passes = [q for p, q, _ in fake.requests if p == "/api/v4/tasks" and "order[id]" in q]
+    assert ids_passes and all("order[updated_at]" not in q for p, q, _ in fake.requests if p == "/api/v4/tasks")
+    for table in ("contacts", "tasks"):
+        no_duplicates(warehouse, table)

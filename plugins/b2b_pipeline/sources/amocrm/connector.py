@@ -4,9 +4,12 @@ Streams (raw tables), each row a `landing.version_row` whose `doc` is the record
 
 - `leads` (`with=contacts,loss_reason`: deals with their contact links), `companies`, `contacts`,
   `tasks` (activities): incremental on `updated_at` (`filter[updated_at][from]` = cursor minus the
-  lookback, `[to]` = the moment the extraction started, `order[updated_at]=asc`), paged by keys,
-  not by offsets (`_Api.changed`): a record changed while the night pages would otherwise shift
-  the later pages and make the night skip a record for good.
+  lookback, `[to]` = the moment the extraction started). Leads, companies and contacts are read
+  in `order[updated_at]=asc` and paged by keys, not by offsets (`_Api.changed`): a record changed
+  while the night pages would otherwise shift the later pages and make the night skip a record for
+  good. Tasks cannot be ordered by `updated_at` (only by created_at, complete_till or id): they
+  are read by `order[id]` in passes over the window until two passes agree (`_Api.by_id`), as is
+  a second that holds more records than a page.
 - `events` (`lead_added`, `lead_status_changed`: the stage history; `lead_deleted`,
   `company_deleted`, `contact_deleted`, `task_deleted`): incremental on `created_at`, paged by
   `page` (events cannot be ordered); an event created while paging shifts the pages, so an event
@@ -25,7 +28,8 @@ The lists read whole and the events follow `_links.next` (`page`/`limit`, at mos
 and stop at a page without it or at a `204 No Content`. Requests go through `landing.api_session`
 (a token bucket under the documented 7 requests a second, retries of 429 and 5xx with backoff,
 honouring `Retry-After` when there is one). A refused token (401) or a blocked client (403)
-raises `AmoCRMError` naming the connection and the URL, never the token.
+raises `AmoCRMRefused` (a `landing.SourceRefused`: the night fails at once, no retry) naming the
+connection and the URL, never the token.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ class _Api:
             if r.status_code == 403:
                 raise AmoCRMRefused(
                     f"{self._where(url)}: access forbidden (403): the account blocks this client, "
-                    "after too many requests or for lack of rights; wait and retry later"
+                    "after too many requests or for lack of rights; run the night again once the block is lifted"
                 )
             if r.status_code >= 400:
                 raise AmoCRMError(f"{self._where(url)}: HTTP {r.status_code} after retries")
@@ -185,31 +189,43 @@ class _Api:
     def _drain_second(
         self, path: str, key: str, second: int, limit: int, extra: Mapping[str, Any], seen: set[Any]
     ) -> Iterator[list[dict[str, Any]]]:
-        """The records changed at one second not in `seen`, by id and pages, pass after pass until one
-        spans a single page or finds nothing new."""
+        """The records changed at one second not in `seen` (see `by_id`)."""
+        yield from self.by_id(path, key, second, second, limit, extra, seen)
+
+    def by_id(
+        self, path: str, key: str, since: int, until: int, limit: int, extra: Mapping[str, Any], seen: set[Any]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records with `since <= updated_at <= until` not in `seen`, by `order[id]` and pages, pass
+        after pass until a pass fits on one page or two passes in a row read the same ids. A record
+        that leaves the range while a pass pages (it changed: its `updated_at` is now past `until`)
+        shifts the later pages, so that pass may miss one; the next pass, which no longer sees the
+        leaver, reads it. Records only leave a past range, so the passes settle."""
+        previous: set[Any] | None = None
         while True:
-            found, page = 0, 1
+            read: set[Any] = set()
+            page = 1
             while True:
                 params = {
                     **extra,
                     "limit": limit,
                     "order[id]": "asc",
-                    "filter[updated_at][from]": second,
-                    "filter[updated_at][to]": second,
+                    "filter[updated_at][from]": since,
+                    "filter[updated_at][to]": until,
                     "page": page,
                 }
                 body = self.get(path, params)
                 rows = self._items(body, key)
+                read.update(r["id"] for r in rows)
                 fresh = [r for r in rows if r["id"] not in seen]
                 seen.update(r["id"] for r in fresh)
-                found += len(fresh)
                 if fresh:
                     yield fresh
                 if not self._full(body, rows, limit):
                     break
                 page += 1
-            if page == 1 or not found:
+            if page == 1 or read == previous:
                 return
+            previous = read
 
     @staticmethod
     def _items(body: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
@@ -267,7 +283,12 @@ def amocrm_source(
     limit = max(1, min(settings.page_limit, MAX_PAGE_LIMIT))  # amoCRM serves a larger one as 50 a page
     lag = float(settings.lookback_seconds)
 
-    def updated_stream(name: str, path: str, key: str, extra: Mapping[str, Any] | None = None) -> Any:
+    def updated_stream(
+        name: str, path: str, key: str, extra: Mapping[str, Any] | None = None, *, sortable: bool = True
+    ) -> Any:
+        """An incremental stream of `path`: by `updated_at` keys when the list can be ordered by it
+        (`sortable`), else by id passes over the window (`_Api.by_id`)."""
+
         @raw_resource(name)
         def stream(
             updated_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008 - dlt's idiom
@@ -276,7 +297,12 @@ def amocrm_source(
         ) -> Iterator[list[dict[str, Any]]]:
             start = updated_at.start_value or EPOCH
             since = max(0, int(start.timestamp()))  # the cursor minus the lookback (dlt's lag)
-            for items in api.changed(path, key, since, until, limit, extra or {}):
+            pages = (
+                api.changed(path, key, since, until, limit, extra or {})
+                if sortable
+                else api.by_id(path, key, since, until, limit, extra or {}, set())
+            )
+            for items in pages:
                 yield [version_row(item["id"], _ts(item.get("updated_at")), item) for item in items]
 
         return stream
@@ -355,6 +381,7 @@ def amocrm_source(
         updated_stream("companies", "/api/v4/companies", "companies"),
         updated_stream("contacts", "/api/v4/contacts", "contacts"),
         updated_stream("leads", "/api/v4/leads", "leads", {"with": "contacts,loss_reason"}),
-        updated_stream("tasks", "/api/v4/tasks", "tasks"),
+        # tasks sort by created_at, complete_till or id only (amoCRM's tasks API reference)
+        updated_stream("tasks", "/api/v4/tasks", "tasks", sortable=False),
         events,
     )

@@ -775,7 +775,7 @@ class FakeAmoCRM:
         self.store = Store(Path(drop_dir), int(now.timestamp()) if now else None, currency, fields)
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, dict[str, list[str]], int]] = []  # (path, query, status) of API calls
-        self._hooks: list[list[Any]] = []  # [path, n, callback, served so far] (see `on_request`)
+        self._hooks: list[list[Any]] = []  # [path, n, callback, served so far, where] (see `on_request`)
         self._window: deque[float] = deque()
         self._violations: deque[float] = deque()
         self._blocked_until = 0.0
@@ -853,14 +853,21 @@ class FakeAmoCRM:
         with self._lock:
             self.faults.append(Fault(path, kind, **kwargs))
 
-    def on_request(self, path: str, n: int, callback: Callable[[FakeAmoCRM], None]) -> None:
+    def on_request(
+        self,
+        path: str,
+        n: int,
+        callback: Callable[[FakeAmoCRM], None],
+        where: Callable[[Mapping[str, list[str]]], bool] | None = None,
+    ) -> None:
         """Run `callback(fake)` once, when the `n`-th answered request of `path` (1 = the first; faults,
-        429s and 401s not counted) has been computed and before it is sent: a change made while a
-        client is paging (the page it gets shows the state before the change, the next one after)."""
+        429s and 401s not counted; with `where`, only requests whose query it accepts) has been
+        computed and before it is sent: a change made while a client is paging (the page it gets
+        shows the state before the change, the next one after)."""
         if n < 1:
             raise ValueError("n counts from 1")
         with self._lock:
-            self._hooks.append([path, n, callback, 0])
+            self._hooks.append([path, n, callback, 0, where])
 
     def request_count(self, path: str | None = None) -> int:
         return sum(1 for p, _, _ in self.requests if path is None or p == path)
@@ -971,15 +978,15 @@ class FakeAmoCRM:
             status, body = self._route(path, query)
         except ValueError as exc:
             status, body = 400, _problem(400, str(exc))
-        self._run_hooks(path)
+        self._run_hooks(path, query)
         self._send(h, status, body)
         return status
 
-    def _run_hooks(self, path: str) -> None:
+    def _run_hooks(self, path: str, query: Mapping[str, list[str]]) -> None:
         due = []
         with self._lock:
             for hook in self._hooks:
-                if hook[0] == path:
+                if hook[0] == path and (hook[4] is None or hook[4](query)):
                     hook[3] += 1
                     if hook[3] == hook[1]:
                         due.append(hook[2])
