@@ -181,7 +181,11 @@ def _demo_marker(marker: Path) -> str:
 
 
 def _run_demo_night_through_fake(night: Night, source: str) -> int:
-    from b2b_pipeline.sources.demo_crm import DEMO_REQUESTS_PER_SECOND, DOCUMENTED_REQUESTS_PER_SECOND, serve_demo_crm
+    from b2b_pipeline.orchestration.demo_crm import (
+        DEMO_FAKE_REQUESTS_PER_SECOND,
+        DOCUMENTED_REQUESTS_PER_SECOND,
+        serve_demo_crm,
+    )
 
     with serve_demo_crm(source, night.source_dir, night.as_of) as crm:
         console.print(
@@ -194,7 +198,8 @@ def _run_demo_night_through_fake(night: Night, source: str) -> int:
         with contextlib.suppress(psycopg.Error):
             _print_landed(source, warehouse_dsn())
         console.print(
-            f"The fake {crm.title} answered {crm.requests():,} requests at up to {DEMO_REQUESTS_PER_SECOND} a second; "
+            f"The fake {crm.title} answered {crm.requests():,} requests "
+            f"at up to {DEMO_FAKE_REQUESTS_PER_SECOND} a second; "
             f"at {crm.title}'s documented {documented:g} a second they take about {crm.documented_minutes():.1f} min.",
             soft_wrap=True,
         )

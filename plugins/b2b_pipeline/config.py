@@ -230,21 +230,6 @@ API_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def api_source_variables(source: str, url: str, token: str = "", **options: str) -> dict[str, str]:
-    """The environment that makes the CRM come from API source `source` at `url` (the inverse of
-    `crm_source` and `api_source_environment`): what `b2b demo --crm` sets for the fake it starts."""
-    unknown = sorted(set(options) - set(API_OPTIONS.get(source, ())))
-    if source not in CRM_SOURCES or source == "files" or unknown:
-        raise ValueError(f"not an API source with these options: {source!r} {unknown}")
-    prefix = f"B2B_{source.upper()}_"
-    return {
-        CRM_SOURCE_ENV: source,
-        prefix + "URL": url,
-        prefix + "TOKEN": token,
-        **{prefix + name.upper(): value for name, value in options.items()},
-    }
-
-
 def api_source_environment(source: str) -> dict[str, str] | None:
     """The connection of API source `source` from the environment: {"url", "token", options...},
     or None when `B2B_<SOURCE>_URL` is not set."""

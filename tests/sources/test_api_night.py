@@ -1,9 +1,11 @@
 """Whole nights with the CRM read from an API, through the real DAG: `b2b demo --crm amocrm` (the demo
-starts the fake itself) publishes; then a night whose token is wrong exits 1 with a clear error naming
-the connection, never the token, and leaves the published marts exactly as they were."""
+starts the fake itself, and reads it even when a connection to a real account is defined) publishes;
+then a night whose token is wrong exits 1 with a clear error naming the connection, never the token,
+and leaves the published marts exactly as they were."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,7 +39,9 @@ def test_demo_through_the_amocrm_fake_then_a_wrong_token(warehouse: str, tmp_pat
         pytest.skip("whole API nights are exercised on the embedded warehouse")
     home = tmp_path / "home"
 
-    demo = b2b(home, warehouse, "demo", "--crm", "amocrm", "--accounts", str(ACCOUNTS))
+    # a connection to a "real" account already defined: the demo must read its own fake, never that one
+    real = json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9", "password": "a-real-token"})
+    demo = b2b(home, warehouse, "demo", "--crm", "amocrm", "--accounts", str(ACCOUNTS), AIRFLOW_CONN_B2B_AMOCRM=real)
     out = demo.stdout + demo.stderr
     assert demo.returncode == 0, out
     assert "local fake of amoCRM" in out and "Published" in out

@@ -6,11 +6,11 @@ database once, sets the warehouse connection from the warehouse URL, compiles
 the dbt manifest when stale, and executes the DAG for the night with
 `dag.test()`, reporting each task as it starts and ends.
 
-`b2b airflow` uses the same home for `airflow standalone`: `refuse_port()`
-checks the UI's port first, `standalone_environment()` adds the port and the
+`b2b airflow` uses the same home for `airflow standalone`: `airflow_own_ports()`
+and `port_unavailable()` check the UI's port first, `standalone_environment()` adds the port and the
 parallelism sized for the machine (`local_parallelism()`), and
 `run_standalone()` runs standalone in a process group of its own and stops the
-whole group on Ctrl-C or SIGTERM.
+whole group on Ctrl-C, SIGTERM or SIGHUP (a closed terminal).
 """
 
 from __future__ import annotations
@@ -282,10 +282,10 @@ def stop_process_group(
     left = _left(known, pgid)
     if not left:
         return True
-    message = f"killing {len(left)} Airflow processes that did not stop (pids {', '.join(str(p.pid) for p in left)})"
-    log.warning(message)
+    pids = ", ".join(str(p.pid) for p in left)
+    log.warning("killing %d Airflow processes that did not stop (pids %s)", len(left), pids)
     if say is not None:
-        say(message)
+        say(f"killing {len(left)} Airflow processes that did not stop (pids {pids})")
     with suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
     import psutil
@@ -315,7 +315,9 @@ def run_standalone(
     def request_stop(signum: int, frame: Any) -> None:
         requested.append(signum)
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: standalone runs in a session of its own, so a closed terminal would not reach it
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, request_stop) for sig in stops}
     airflow = Path(sys.executable).with_name("airflow")
     try:
         child = subprocess.Popen([str(airflow), "standalone"], env=dict(env), start_new_session=True)

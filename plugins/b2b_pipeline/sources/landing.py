@@ -146,11 +146,13 @@ def api_session(
     backoff_factor: float = 1.0,
     max_delay: float = 120.0,
     counter: RequestCounter | None = None,
+    retry_statuses: tuple[int, ...] = (429, *range(500, 600)),
 ) -> Any:
     """A `requests` session for an API: a token bucket in front of every request (retries
-    included), and dlt's retries of 429, 5xx and connection errors, with exponential backoff
-    honouring `Retry-After`. Answers that are not retried (401, 403, 404...) come back as they are:
-    the connector turns them into errors that name the connection, never the credential."""
+    included), and dlt's retries of `retry_statuses` (429 and 5xx) and connection errors, with
+    exponential backoff honouring `Retry-After`. Answers that are not retried (401, 403, 404...)
+    come back as they are: the connector turns them into errors that name the connection, never the
+    credential, or handles them itself (Bitrix24's 429 is no rate limit: see its connector)."""
     from dlt.sources.helpers.requests import Client
     from requests.adapters import HTTPAdapter
 
@@ -170,6 +172,7 @@ def api_session(
         request_backoff_factor=backoff_factor,
         request_max_retry_delay=max_delay,
         respect_retry_after_header=True,
+        status_codes=retry_statuses,
     )
     session = client.session
     adapter = ThrottledAdapter()

@@ -142,6 +142,9 @@ class Bitrix24Client:
             backoff_factor=settings.backoff_factor,
             max_delay=settings.max_delay,
             counter=settings.counter,
+            # 429 on a portal is OPERATION_TIME_LIMIT (its rate limit answers 503): waited out by
+            # `_wait_for_operating_time`, not retried blindly by the session
+            retry_statuses=tuple(range(500, 600)),
         )
 
     def _clean(self, text: str) -> str:
@@ -190,7 +193,7 @@ class Bitrix24Client:
     def _wait_for_operating_time(self, method: str) -> None:
         """After 429 OPERATION_TIME_LIMIT: wait until the method's time resets (as the last good
         answer said; else the backoff's longest delay), at most `max_operating_wait`."""
-        reset = self._resets.get(method)
+        reset = self._resets.pop(method, None)  # used once: a second 429 waits the longest backoff
         wait = reset - time.monotonic() if reset is not None else self.settings.max_delay
         if wait > self.settings.max_operating_wait:
             raise Bitrix24Error(
