@@ -277,17 +277,39 @@ def bench(
     ] = "S,M,L",
     out: Annotated[Path, typer.Option(help="Where the JSON and Markdown reports go.")] = Path("bench/results"),
     cache: Annotated[Path, typer.Option(help="Where generated companies are kept between runs.")] = Path("bench/cache"),
+    api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="Instead: the requests a full and a nightly extraction through amoCRM and Bitrix24 need "
+            "(against their local fakes), and their time at each service's documented rate limit.",
+        ),
+    ] = False,
+    source: Annotated[
+        list[str] | None, typer.Option(help="With --api: only this source (amocrm, bitrix24); repeatable.")
+    ] = None,
 ) -> None:
-    """Measure load vs plain COPY, full and incremental nights, the gate's share, parse time and memory."""
+    """Measure load vs plain COPY, full and incremental nights, the gate's share, parse time and memory;
+    with --api, the API extraction's requests instead."""
     from b2b_pipeline.bench.harness import SIZES, run_bench
 
     chosen = [s.strip().upper() for s in sizes.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SIZES]
     if unknown or not chosen:
         raise typer.BadParameter(f"sizes are {', '.join(SIZES)}; got {sizes!r}", param_hint="--sizes")
+    from b2b_pipeline.bench.api_extract import SOURCES, run_api_bench
+
+    sources = tuple(source or SOURCES)
+    if not set(sources) <= set(SOURCES) or (source and not api):
+        raise typer.BadParameter(f"with --api, sources are {', '.join(SOURCES)}; got {source!r}", param_hint="--source")
     home = b2b_home() / "bench"
     dsn = _dsn()
-    json_path, markdown = run_bench(chosen, dsn, home, cache.resolve(), out.resolve(), lambda m: console.print(m))
+    if api:
+        json_path, markdown = run_api_bench(
+            chosen, dsn, home, cache.resolve(), out.resolve(), lambda m: console.print(m), sources=sources
+        )
+    else:
+        json_path, markdown = run_bench(chosen, dsn, home, cache.resolve(), out.resolve(), lambda m: console.print(m))
     console.print(markdown)
     console.print(f"Results: {json_path} and {json_path.with_suffix('.md')}")
 

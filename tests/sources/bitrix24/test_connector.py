@@ -145,7 +145,7 @@ def test_limit_answers_faults_and_timeouts_mid_paging_are_retried(drop: Path, tm
         statuses = [c.status for c in fake.calls_of("crm.activity.list")]
         assert 503 in statuses and 500 in statuses
     # the portal's own leaky bucket: past the burst it answers 503 QUERY_LIMIT_EXCEEDED, which is retried
-    with FakeBitrix24(drop, webhook_user=3, webhook_secret=SECRET, now=NIGHT2, rate=2, burst=2) as fake:
+    with FakeBitrix24(drop, webhook_user=3, webhook_secret=SECRET, now=NIGHT2, rate=2, burst=1) as fake:
         # backoff long enough for the bucket to leak a slot (0.5 s at 2 a second): 0.2, 0.4, 0.8 s...
         src = bitrix24_source(fake.webhook_url, settings=settings(backoff_factor=0.2)).with_resources("deals")
         got = {r["record_id"] for r in extract(src, tmp_path) if "CONTACTS" not in r["doc"]}

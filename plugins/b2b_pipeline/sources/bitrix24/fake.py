@@ -1199,7 +1199,10 @@ def _compile(flt: dict) -> list[Callable[[dict], bool]]:
     for raw_key, want in flt.items():
         op = next((o for o in FILTER_OPS if raw_key.startswith(o)), "=")
         fld = raw_key[len(op) :] if raw_key.startswith(op) else raw_key
-        if op in ("@", "!@"):
+        if op in ("@", "!@") and fld == "ID":  # ids: a set, so that a check of 50 ids stays one pass
+            ids = {str(v) for v in (want if isinstance(want, list) else [want])}
+            tests.append(lambda r, f=fld, vs=ids, o=op: (str(r.get(f)) in vs) == (o == "@"))
+        elif op in ("@", "!@"):
             values = want if isinstance(want, list) else [want]
             tests.append(lambda r, f=fld, vs=values, o=op: any(_eq(f, r.get(f), v) for v in vs) == (o == "@"))
         elif "%" in op:
