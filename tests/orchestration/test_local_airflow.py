@@ -162,10 +162,10 @@ TREE = textwrap.dedent(
         procs.append(subprocess.Popen([sys.executable, "-c", deaf], stdout=out, process_group=0))
     for p in procs:
         p.stdout.readline()  # its signal handlers are set
-    print(" ".join(str(p.pid) for p in procs), flush=True)
-    if sys.argv[1] == "orphans":
-        sys.exit(3)
-    try:
+    try:  # before the pids are printed: the test's SIGINT may follow at once
+        print(" ".join(str(p.pid) for p in procs), flush=True)
+        if sys.argv[1] == "orphans":
+            sys.exit(3)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
