@@ -116,7 +116,8 @@ def test_two_nights_request_only_the_change(
     assert name == "Переименовано"
     history = rows(warehouse, "select count(*) from raw_amocrm.events where doc->>'type' like 'lead_%%'")
     assert history[0][0] == sum(1 for e in fake.store.view()["events"] if e["type"].startswith("lead_"))
-    assert TOKEN not in caplog.text
+    assert "/api/v4/leads" in caplog.text  # the log was captured (urllib3 logs each request at DEBUG) ...
+    assert TOKEN not in caplog.text  # ... and holds no token
 
 
 def test_ties_across_a_page_boundary_429_timeout_malformed(warehouse: str, fake: FakeAmoCRM, tmp_path: Path) -> None:
@@ -180,6 +181,7 @@ def test_wrong_token_names_the_connection_never_the_token(
     text = " ".join(chain)
     assert "amocrm_test" in text and "401" in text
     assert any(isinstance(e, AmoCRMError) for e in _chain(failure.value))
+    assert "/api/v4/" in caplog.text  # the log was captured ...
     assert wrong not in text and wrong not in caplog.text
 
 

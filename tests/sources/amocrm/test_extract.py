@@ -48,4 +48,5 @@ def test_extract_lands_amocrm_and_keeps_the_token_out(
     text = " ".join(str(e) for e in chain)
     assert "b2b_amocrm" in text
     assert wrong.secret not in text and TOKEN not in text
+    assert "/api/v4/leads" in caplog.text  # the log was captured ...
     assert TOKEN not in caplog.text and wrong.secret not in caplog.text
