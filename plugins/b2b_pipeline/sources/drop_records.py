@@ -4,8 +4,9 @@ The fakes of amoCRM and Bitrix24 are seeded from a file drop of the demo generat
 break rows on purpose (`error_rate`: a missing stage, an amount of "n/a") for the loader to
 quarantine. A CRM holds no such record (its export garbled it, or it never existed), so a fake
 serves a row only when it keeps the file-drop contract (`filedrop.spec`): required values present,
-numbers, dates, timestamps and booleans readable, closed lists respected. This is the loader's
-rule set (`filedrop/validate.py`, in SQL) read in Python for the fakes, who have no database; the
+numbers, dates, timestamps and booleans readable, closed lists respected. This follows the
+loader's rules (`filedrop/validate.py`, in SQL) in Python for the fakes, who have no database, and
+is a little more lenient at the edges (a decimal comma in any file, booleans in any case); the
 loader remains the authority on what the drop path keeps.
 """
 
