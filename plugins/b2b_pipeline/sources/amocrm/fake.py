@@ -118,13 +118,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from b2b_pipeline.filedrop.spec import entity as spec_entity
 from b2b_pipeline.sources.drop_records import well_formed
+from b2b_pipeline.sources.fake_server import LocalServer
 
 ENTITIES = ("users", "accounts", "contacts", "stages", "deals", "deal_stage_history", "deal_contacts", "activities")
 MAX_LIMIT = 250
@@ -752,7 +753,7 @@ def _multi(query: Mapping[str, list[str]], name: str) -> set[str]:
     return {v for value in values for v in value.split(",") if v}
 
 
-class FakeAmoCRM:
+class FakeAmoCRM(LocalServer):
     """The fake amoCRM server. Use as a context manager, or `start()`/`stop()`."""
 
     def __init__(
@@ -780,8 +781,6 @@ class FakeAmoCRM:
         self._violations: deque[float] = deque()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -800,28 +799,7 @@ class FakeAmoCRM:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-amocrm", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeAmoCRM:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "the fake is not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.serve(Handler, "fake-amocrm")
 
     # -- test helpers -----------------------------------------------------------------------------
 

@@ -99,12 +99,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from b2b_pipeline.filedrop.discover import discover
 from b2b_pipeline.sources.drop_records import well_formed
+from b2b_pipeline.sources.fake_server import LocalServer
 
 PAGE = 50
 BATCH_LIMIT = 50
@@ -288,7 +289,7 @@ def _read_drop_file(path: Path, fmt: str, compressed: bool) -> Iterable[dict]:
     yield from csv.DictReader(io.StringIO(text), delimiter=delimiter)
 
 
-class FakeBitrix24:
+class FakeBitrix24(LocalServer):
     """A Bitrix24 portal on 127.0.0.1 serving a file drop's CRM as of its clock (see the module doc).
 
     `now`: the portal's clock; given, it stands still until `set_now`/`advance` or
@@ -333,8 +334,6 @@ class FakeBitrix24:
         self._hooks: list[list[Any]] = []  # [method, n, callback, answered so far] (see `on_call`)
         self._render: dict[str, list[dict]] = {}
         self._render_key: dict[str, tuple] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._load()
 
     # ---- seeding -------------------------------------------------------------------------------
@@ -484,12 +483,6 @@ class FakeBitrix24:
     # ---- server ----------------------------------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
     def webhook_url(self) -> str:
         """The inbound webhook URL (it holds the secret: a credential)."""
         return f"{self.base_url}/rest/{self.webhook_user}/{self.webhook_secret}/"
@@ -510,23 +503,7 @@ class FakeBitrix24:
                 length = int(self.headers.get("Content-Length") or 0)
                 fake._handle(self, self.rfile.read(length) if length else b"")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-bitrix24", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeBitrix24:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.serve(Handler, "fake-bitrix24")
 
     # ---- HTTP ------------------------------------------------------------------------------------
 
