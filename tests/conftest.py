@@ -22,7 +22,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from b2b_pipeline.generate import generate_company
 from b2b_pipeline.warehouse import embedded_server, with_database
+from fingerprint import fingerprint  # tests/fingerprint.py
+from nights import AS_OF, COMPANY, ReferenceNight, b2b_run  # tests/nights.py
 
 
 def _backends() -> list[str]:
@@ -87,3 +90,24 @@ def b2b_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "b2b_home"
     monkeypatch.setenv("B2B_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def reference_night(embedded_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceNight]:
+    """The company of `nights.COMPANY` and its first night through `b2b run` on a database of the embedded
+    server, once per session: the marts that the whole-night tests of the DAG (`b2b run` again, the night
+    under Celery workers) compare theirs with. Tests may run more nights on its warehouse; they copy its drop
+    before adding to it."""
+    root = tmp_path_factory.mktemp("reference-night")
+    drop, home = root / "drop", root / "home"
+    generate_company(drop, **COMPANY)
+    name = f"b2b_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(embedded_admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    dsn = with_database(embedded_admin_dsn, name)
+    try:
+        run = b2b_run(home, dsn, AS_OF, drop)
+        yield ReferenceNight(drop=drop, home=home, dsn=dsn, run=run, marts=fingerprint(dsn))
+    finally:
+        with psycopg.connect(embedded_admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

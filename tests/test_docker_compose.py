@@ -430,7 +430,7 @@ def copied_to(source: str) -> set[str]:
 
 def pin(requirements: list[str], name: str) -> str | None:
     for requirement in requirements:
-        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+).*", requirement)
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+).*", requirement)
         if m and m[1].lower().replace("_", "-") == name:
             return m[2]
     return None
@@ -540,3 +540,28 @@ def test_dockerignore_matching_rules():
     assert dockerignore_excludes("a/b", ["*"]) and not dockerignore_excludes("a/b", ["*", "!a"])
     assert dockerignore_excludes("a/x/__pycache__/m.pyc", ["**/__pycache__"])
     assert not dockerignore_excludes(".env", ["!plugins"])
+
+
+# --- the production shape shared with the Celery integration test ---------------------------------
+
+
+def test_compose_runs_the_shape_the_celery_test_runs(compose):
+    """docker-compose.yml's common environment is `celery_environment(COMPOSE)` plus the container
+    deployment's own keys, key for key and value for value (before interpolation)."""
+    from b2b_pipeline.orchestration.production_shape import COMPOSE, COMPOSE_ONLY, celery_environment
+
+    env = environment(compose["x-airflow-common"])
+    shape = celery_environment(COMPOSE)
+    assert {key: env.get(key) for key in shape} == shape, "compose and production_shape.COMPOSE differ"
+    extra = set(env) - set(shape)
+    assert extra == set(COMPOSE_ONLY), f"keys only in compose, not declared in COMPOSE_ONLY: {extra ^ COMPOSE_ONLY}"
+
+
+def test_every_airflow_service_inherits_the_shape(compose):
+    from b2b_pipeline.orchestration.production_shape import COMPOSE, celery_environment
+
+    shape = celery_environment(COMPOSE)
+    for name in AIRFLOW_SERVICES:
+        env = environment(compose["services"][name])
+        changed = {key for key in shape if env.get(key) != shape[key]}
+        assert not changed, f"{name} overrides the shared shape: {sorted(changed)}"

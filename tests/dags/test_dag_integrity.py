@@ -107,6 +107,18 @@ def test_dbt_runs_once_in_a_producer_that_every_model_task_watches(dagbag) -> No
     assert tasks["dbt.dbt_project_test"].exclude == "tag:checked_by_gate"
 
 
+def test_a_lost_dbt_build_is_retried(dagbag) -> None:
+    """The producer is retried (a worker lost with it) and its retry builds again (tests/orchestration/
+    test_dbt_watcher.py); the other tasks keep their own retries."""
+    from b2b_pipeline.orchestration.dbt_watcher import PRODUCER_RETRIES, _BuildAgainOnRetry
+
+    tasks = {t.task_id: t for t in dagbag.dags[DAG_ID].tasks}
+    producer = tasks["dbt.dbt_producer_watcher"]
+    assert isinstance(producer, _BuildAgainOnRetry)
+    assert producer.retries == PRODUCER_RETRIES >= 1
+    assert tasks["quality_gate"].retries == 0
+
+
 def test_no_cycles(dagbag) -> None:
     dagbag.dags[DAG_ID].check_cycle()  # raises on a cycle
 

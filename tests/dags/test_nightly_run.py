@@ -4,67 +4,41 @@ blocked night leaves the published marts exactly as they were (byte for byte).""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from b2b_pipeline.config import dbt_project_dir
-from b2b_pipeline.generate import generate_company
 from fingerprint import fingerprint  # tests/fingerprint.py
+from nights import AS_OF, ReferenceNight, b2b_run, bad_night  # tests/nights.py
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-AS_OF = dt.date(2026, 5, 31)
-B2B = str(Path(sys.executable).with_name("b2b"))
 
-
-def b2b_run(home: Path, dsn: str, as_of: dt.date, drop: Path, **extra_env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "B2B_HOME": str(home), "B2B_WAREHOUSE_DSN": dsn, **extra_env}
-    return subprocess.run(
-        [B2B, "run", "--date", as_of.isoformat(), "--source-dir", str(drop)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-
-
-def test_publish_rerun_and_blocked_night(warehouse: str, tmp_path: Path) -> None:
-    if "host=/" not in warehouse:  # three whole nights: once, on the embedded warehouse, is enough
-        pytest.skip("the end-to-end nightly run is exercised on the embedded warehouse")
-    home = tmp_path / "home"
-    drop = tmp_path / "drop"
-    generate_company(drop, seed=5, accounts=120, start=dt.date(2025, 6, 1), end=AS_OF)
-
-    first = b2b_run(home, warehouse, AS_OF, drop)
+def test_publish_rerun_and_blocked_night(reference_night: ReferenceNight, tmp_path: Path) -> None:
+    first, home, warehouse = reference_night.run, reference_night.home, reference_night.dsn
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Published" in first.stdout and "win rate" in first.stdout
     for task in ("extract_crm", "extract_billing", "quality_gate", "publish", "summary"):
         assert task in first.stdout
-    published = fingerprint(warehouse)
+    published = reference_night.marts
+    assert fingerprint(warehouse) == published
     assert {"sales_funnel", "revenue_monthly", "retention_monthly", "customer_value"} <= set(published)
     assert all(not value.startswith("0:") for value in published.values()), published
     assert (home / "reports" / AS_OF.isoformat() / "quality.html").is_file()
 
     # idempotent: the same night again loads nothing new and publishes identical marts
-    again = b2b_run(home, warehouse, AS_OF, drop)
+    again = b2b_run(home, warehouse, AS_OF, reference_night.drop)
     assert again.returncode == 0, again.stdout + again.stderr
     assert fingerprint(warehouse) == published
 
     # a bad night: deals in a stage that no stage row maps, and many malformed deals
+    drop = tmp_path / "drop"  # the reference company's drop stays as it is for the other tests
+    shutil.copytree(reference_night.drop, drop)
     bad_day = AS_OF + dt.timedelta(days=1)
-    folder = drop / "crm" / bad_day.isoformat()
-    folder.mkdir(parents=True)
-    lines = ["deal_id,account_id,stage_id,amount,currency,status,created_at,updated_at"]
-    lines += [f"X{i},{i},no_such_stage,100,RUB,open,{bad_day}T10:00:00Z,{bad_day}T10:00:00Z" for i in range(30)]
-    lines += [f"Y{i},{i},no_such_stage,-5,RUB,open,{bad_day}T10:00:00Z,{bad_day}T10:00:00Z" for i in range(300)]
-    (folder / "deals.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bad_night(drop, bad_day)
     blocked = b2b_run(home, warehouse, bad_day, drop)
     assert blocked.returncode == 2, blocked.stdout + blocked.stderr
     assert "Blocked by the quality gate" in blocked.stderr
