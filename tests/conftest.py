@@ -107,6 +107,7 @@ def reference_night(embedded_admin_dsn: str, tmp_path_factory: pytest.TempPathFa
     dsn = with_database(embedded_admin_dsn, name)
     try:
         run = b2b_run(home, dsn, AS_OF, drop)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         yield ReferenceNight(drop=drop, home=home, dsn=dsn, run=run, marts=fingerprint(dsn))
     finally:
         with psycopg.connect(embedded_admin_dsn, autocommit=True) as conn:

@@ -1,5 +1,5 @@
 {#
-    The as-of date of a run and its cutoff (METRICS.md, "Conventions"): a run for day D counts
+    The as-of date of a run and its cutoff (docs/metrics.md, "Conventions"): a run for day D counts
     everything before D + 1 day 00:00 UTC and nothing at or after it.
 #}
 

@@ -1,4 +1,4 @@
-{# The UTC calendar date of a timestamptz (METRICS.md: a "date" is the UTC date). #}
+{# The UTC calendar date of a timestamptz (docs/metrics.md: a "date" is the UTC date). #}
 {% macro utc_date(column) -%}
     (({{ column }} at time zone 'UTC')::date)
 {%- endmacro %}

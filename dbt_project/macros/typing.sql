@@ -1,6 +1,6 @@
 {#
     Typing of the raw layer's text columns (docs/raw-layer.md). Raw values passed the loader's
-    validation, so these casts only have to agree with the file-drop format of SOURCES.md.
+    validation, so these casts only have to agree with the file-drop format of docs/sources.md.
 #}
 
 {# ISO 8601 text -> timestamptz. A value without an offset is UTC, whatever the session time zone. #}

@@ -1,4 +1,5 @@
-"""Extract & load of the file drop into a real PostgreSQL: every format, locale and bad-input rule of SOURCES.md."""
+"""Extract & load of the file drop into a real PostgreSQL: every format, locale and bad-input rule of the drop
+(docs/sources.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Fixtures for the generator tests: generated drops, and tools that read a drop back independently.
 
-The reading and checking here uses only the contract (`filedrop.spec`) and SOURCES.md /
-METRICS.md rules, never the generator's internals, so the tests can catch the generator
+The reading and checking here uses only the contract (`filedrop.spec`) and docs/sources.md /
+docs/metrics.md rules, never the generator's internals, so the tests can catch the generator
 writing something the contract does not allow.
 """
 
@@ -155,7 +155,7 @@ def version_time(e: Entity, row: dict[str, str]) -> datetime | date:
 
 
 def latest_state(files: list[DropFile]) -> dict[str, dict[tuple, dict[str, str]]]:
-    """Latest version per key of every entity, by the SOURCES.md rules (files in load order)."""
+    """Latest version per key of every entity, by the docs/sources.md rules (files in load order)."""
     best: dict[str, dict[tuple, tuple]] = defaultdict(dict)
     for order, f in enumerate(files):
         e = f.entity
@@ -250,7 +250,7 @@ def shape(state: dict[str, dict[tuple, dict[str, str]]], accounts: int) -> Simpl
     accts = _live(state["accounts"])
     s.cyrillic_name_share = sum(bool(re.search("[А-Яа-яЁё]", a["name"])) for a in accts) / len(accts)
     s.deleted_account_share = 1 - len(accts) / len(state["accounts"])
-    # billing customers matched to CRM accounts, METRICS.md rules
+    # billing customers matched to CRM accounts, docs/metrics.md rules
     crm = {a["account_id"]: a for a in accts}
     by_tax: dict[str, list[str]] = defaultdict(list)
     by_domain: dict[str, list[str]] = defaultdict(list)

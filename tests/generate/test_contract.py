@@ -1,4 +1,4 @@
-"""Every written row obeys the file-drop contract (filedrop/spec.py, SOURCES.md)."""
+"""Every written row obeys the file-drop contract (filedrop/spec.py, docs/sources.md)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Independent checks of the published metric marts (METRICS.md): a plain-Python reference and hand cases."""
+"""Independent checks of the published metric marts (docs/metrics.md): a plain-Python reference and hand cases."""

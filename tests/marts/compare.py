@@ -1,8 +1,8 @@
-"""Compare two sets of metric marts by their grain, with the column kinds of METRICS.md.
+"""Compare two sets of metric marts by their grain, with the column kinds of docs/metrics.md.
 
 `assert_marts_equal(actual, expected)` checks every mart named in `expected`:
 the rows are matched on the mart's grain key (order does not matter), and each
-column METRICS.md names is compared by its kind:
+column docs/metrics.md names is compared by its kind:
 
 - `date`, `text`: equal after normalisation (a `date`, `datetime`, `Timestamp`
   or ISO string all read as a date);
@@ -11,7 +11,7 @@ column METRICS.md names is compared by its kind:
 - `number` (ratios, day averages): relative 1e-6, absolute 1e-9;
 - NULL (None, NaN, NA, NaT) equals NULL and nothing else; 0 is not NULL.
 
-Columns a frame has beyond METRICS.md's are ignored (marts may add columns
+Columns a frame has beyond docs/metrics.md's are ignored (marts may add columns
 freely), unless named in `extra_columns`. All differences of all marts are
 collected and reported together in one AssertionError.
 
@@ -34,7 +34,7 @@ import pandas as pd
 
 DATE, TEXT, COUNT, MONEY, NUMBER = "date", "text", "count", "money", "number"
 
-# mart -> ordered {column: kind}, exactly the columns of METRICS.md, in its order
+# mart -> ordered {column: kind}, exactly the columns of docs/metrics.md, in its order
 MART_COLUMNS: dict[str, dict[str, str]] = {
     "sales_funnel": {
         "cohort_month": DATE,
@@ -249,12 +249,12 @@ def assert_marts_equal(
 
     account_key_map: applied to `actual['customer_value'].account_key` before
     comparing (a mapping or a function; keys it does not map are kept).
-    extra_columns: per mart, columns beyond METRICS.md to compare as well.
+    extra_columns: per mart, columns beyond docs/metrics.md to compare as well.
     """
     problems: list[str] = []
     for mart, want in expected.items():
         if mart not in MART_COLUMNS:
-            problems.append(f"{mart}: not a mart of METRICS.md")
+            problems.append(f"{mart}: not a mart of docs/metrics.md")
             continue
         if mart not in actual:
             problems.append(f"{mart}: missing from actual")
@@ -301,7 +301,7 @@ def account_key_map_from_dim_accounts(
 
 
 def frame_from_rows(mart: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """A frame of `mart` from plain rows (e.g. read from expected.yaml), columns in METRICS.md order first."""
+    """A frame of `mart` from plain rows (e.g. read from expected.yaml), columns in docs/metrics.md order first."""
     columns = list(MART_COLUMNS[mart])
     extra = [c for row in rows for c in row if c not in columns]
     columns += list(dict.fromkeys(extra))

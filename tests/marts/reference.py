@@ -1,7 +1,7 @@
-"""An independent reference implementation of the six metric marts of METRICS.md, in plain Python.
+"""An independent reference implementation of the six metric marts of docs/metrics.md, in plain Python.
 
-It reads a file drop (SOURCES.md) directly, without the loader, the warehouse
-or dbt, and was written from METRICS.md, SOURCES.md, docs/raw-layer.md and the
+It reads a file drop (docs/sources.md) directly, without the loader, the warehouse
+or dbt, and was written from docs/metrics.md, docs/sources.md, docs/raw-layer.md and the
 column contract of `b2b_pipeline.filedrop.spec` alone; it is the check on the
 dbt models. It favours being obviously correct over speed: every record is a
 dict, every mart a loop over months or deals.
@@ -10,7 +10,7 @@ dict, every mart a loop over months or deals.
     compute_accounts(drop_dir, as_of) -> DataFrame  (one row per billing customer: its account and match_method)
     read_drop(drop_dir) -> Drop                      (parse once, then pass the Drop instead of a path)
 
-Output: the six marts with exactly METRICS.md's columns in its order, one row
+Output: the six marts with exactly docs/metrics.md's columns in its order, one row
 per month from the section's first month through the as-of month (no gaps,
 zeros included), ratios NaN where the denominator is 0, NULL counts as <NA>,
 months and dates as `datetime.date`. A mart with no source rows at all is an
@@ -78,7 +78,7 @@ The cutoff (as_of + 1 day 00:00 UTC)
 Funnel and performance
  9. "Reached" uses the stage history only (a deal's current stage_id without a
     history row does not count), plus the won and post-sale rules of
-    METRICS.md. History rows in a stage mapped to `lost` have no order and
+    docs/metrics.md. History rows in a stage mapped to `lost` have no order and
     count for nothing. A stage id the stages entity (as of the cutoff) does not
     know, referenced by a counted history row or by an open deal of
     customer_value, raises UnknownStageError: the quality gate blocks a night
@@ -634,7 +634,7 @@ def _frame(mart: str, rows: list[dict[str, Any]], extra: dict[str, str] | None =
 
 
 def reached_stages(state: State, deal: dict[str, Any], paid_by_account: dict[Any, list[date]]) -> set[int]:
-    """The stage orders a deal reached (METRICS.md, canonical deal stages)."""
+    """The stage orders a deal reached (docs/metrics.md, canonical deal stages)."""
     orders = [
         STAGE_ORDER[state.stage(stage_id)["canonical_stage"]]
         for stage_id, _ in state.history.get(deal["deal_id"], ())
@@ -859,7 +859,7 @@ MART_FUNCTIONS = {
 
 
 def compute_marts(drop_dir: Path | str | Drop, as_of: date, reporting_currency: str = "RUB") -> dict[str, pd.DataFrame]:
-    """The six marts of METRICS.md for the run of `as_of`, computed from the file drop at `drop_dir`."""
+    """The six marts of docs/metrics.md for the run of `as_of`, computed from the file drop at `drop_dir`."""
     drop = drop_dir if isinstance(drop_dir, Drop) else read_drop(drop_dir)
     state = build_state(drop, as_of, reporting_currency)
     return {name: fn(state) for name, fn in MART_FUNCTIONS.items()}

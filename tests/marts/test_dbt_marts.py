@@ -4,7 +4,7 @@ Each case drop (and a generated company) is loaded by the real loader into a rea
 PostgreSQL, built by a real `dbt build` for each as-of date, and every mart read
 back must equal, row by row, both the numbers worked out by hand in the case's
 `expected.yaml` and `reference.compute_marts()` of the same drop, which is a
-plain pandas computation of METRICS.md written without looking at the SQL.
+plain pandas computation of docs/metrics.md written without looking at the SQL.
 """
 
 from __future__ import annotations

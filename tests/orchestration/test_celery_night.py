@@ -8,8 +8,9 @@ One test, because starting the shape is the expensive part:
    everything it started: the build is retried on the other worker and the night publishes the marts that
    the same night through `b2b run` published (`reference_night`), table for table, row for row (the
    killed worker is started again once the retry runs, as compose's `restart: always` would);
-2. the tasks of the night ran on both workers;
-3. a second night that the quality gate blocks ends failed, with the published marts unchanged;
+2. the build ran on both workers (its first try on the killed one, its retry on the other);
+3. a second night that the quality gate blocks ends failed, with the published marts unchanged, its tasks
+   spread over both workers (the killed one started again);
 4. stopping the cluster leaves no process of it running.
 
 It needs this machine's PostgreSQL server (`B2B_WAREHOUSE_DSN`, which `.ci/run` sets) and Redis on
@@ -53,8 +54,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"needs {reason}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def server() -> str:
+    """The PostgreSQL server and Redis the shape needs; session-scoped so that a missing one skips the test
+    before the (session-scoped) reference night is run for it."""
     dsn = os.environ.get("B2B_WAREHOUSE_DSN")
     if not dsn:
         _unavailable("a PostgreSQL server (B2B_WAREHOUSE_DSN)")
@@ -144,7 +147,7 @@ def _tasks_per_worker(cluster: AirflowCluster, run_id: str) -> dict[str, set[str
 
 
 def test_the_night_under_a_scheduler_and_two_celery_workers(
-    databases: tuple[str, str], broker_prefix: str, reference_night: ReferenceNight, tmp_path: Path
+    server: str, databases: tuple[str, str], broker_prefix: str, reference_night: ReferenceNight, tmp_path: Path
 ) -> None:
     metadata_db, warehouse = databases
     ensure_manifest(warehouse)  # the DAG renders its dbt tasks from the compiled manifest
@@ -189,9 +192,16 @@ def test_the_night_under_a_scheduler_and_two_celery_workers(
             assert cluster.run_state(DAG_ID, run_id) not in ("success", "failed"), producer
             time.sleep(1)
         assert producer.get("state") == "running", f"the dbt build never ran: {producer}"
-        time.sleep(5)  # into the build
+        # into the build: some models done (their statuses pushed as XComs), the build still running
+        statuses: list[str] = []
+        while time.monotonic() < deadline and len(statuses) < 3:
+            entries = cluster.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{PRODUCER}/xcomEntries")
+            statuses = [x["key"] for x in entries.json().get("xcom_entries", []) if x["key"].endswith("_status")]
+            time.sleep(0.5)
+        assert len(statuses) >= 3, statuses
         killed = _worker_running(cluster, producer["pid"])
         cluster.kill(killed)
+        assert cluster.task_instances(DAG_ID, run_id)[PRODUCER]["try_number"] == 1  # killed mid-build
         survivor = next(name for name in WORKERS if name != killed)
         # the scheduler finds the build's heartbeat gone and the retry builds on the other worker
         retry: dict = {}
@@ -223,6 +233,8 @@ def test_the_night_under_a_scheduler_and_two_celery_workers(
         states = {task: ti["state"] for task, ti in cluster.task_instances(DAG_ID, blocked).items()}
         assert states["quality_gate"] == "failed", states
         assert states["publish"] == "upstream_failed", states
+        ran = _tasks_per_worker(cluster, blocked)
+        assert ran["worker-1"] and ran["worker-2"], ran  # the restarted worker took its share
         assert fingerprint(warehouse) == reference_night.marts
     finally:
         cluster.stop()

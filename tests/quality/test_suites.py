@@ -30,7 +30,7 @@ def test_the_shipped_suites_load_and_cover_every_layer() -> None:
     suites = load_suites()
     assert [s.layer for s in suites] == list(LAYERS)
     checks = {c.name: c for s in suites for c in s.checks}
-    # the default tolerances of SOURCES.md, "Bad input"
+    # the default tolerances of docs/sources.md, "Bad input"
     assert checks["raw.quarantine_share"].tolerance == 0.01 and checks["raw.quarantine_share"].blocks
     assert checks["raw.quarantine_any"].severity == "warn"
     assert checks["raw.files_refused"].blocks

@@ -1,4 +1,4 @@
-"""Small published marts written by SQL (no dbt): the columns of METRICS.md and the extra marts' YAML.
+"""Small published marts written by SQL (no dbt): the columns of docs/metrics.md and the extra marts' YAML.
 
 `create_marts()` makes the schema and empty tables; `fill_marts()` inserts a few deterministic months
 ending with the as-of month, with one early month where nothing closed (NULL ratios), and existing

@@ -1,6 +1,6 @@
 """Smoke test of a full build: a tiny hand-built company through `dbt build`, marts checked by hand.
 
-The expected values are worked out from METRICS.md in tests/transform/tiny_company.py. The test
+The expected values are worked out from docs/metrics.md in tests/transform/tiny_company.py. The test
 runs on every test server (the embedded PostgreSQL, reached by a unix-socket URL, and the server of
 B2B_WAREHOUSE_DSN when set), in a fresh database whose time zone is deliberately not UTC.
 """

@@ -1,9 +1,9 @@
-"""A tiny hand-built company in the raw layer, with mart values worked out by hand from METRICS.md.
+"""A tiny hand-built company in the raw layer, with mart values worked out by hand from docs/metrics.md.
 
 As-of date 2026-03-15 (cutoff 2026-03-16 00:00 UTC), reporting currency RUB, USD at 90 from
 2026-01-01 and at 95 from 2026-02-01 (a later file replaced 100 with 95).
 
-Accounts and their billing customers (match rules of METRICS.md, "Accounts"):
+Accounts and their billing customers (match rules of docs/metrics.md, "Accounts"):
 - A1 Альфа      <- C1 (crm_account_id), C6 (tax id 7701-234567 digits-only)  match crm_account_id
 - A2 Beta       <- C2 (names missing A999, tax id 500-100 -> 500100)          match tax_id
 - A3 Gamma      <- C3 (email domain WWW.Gamma.io -> gamma.io)                 match domain

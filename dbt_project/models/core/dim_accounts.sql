@@ -7,7 +7,7 @@
     )
 }}
 
--- Unified accounts: one row per customer across CRM and billing (METRICS.md, "Accounts").
+-- Unified accounts: one row per customer across CRM and billing (docs/metrics.md, "Accounts").
 
 with
 

@@ -1,4 +1,4 @@
--- Unified accounts ("customers" of METRICS.md), one row per account: every CRM account as of the
+-- Unified accounts ("customers" of docs/metrics.md), one row per account: every CRM account as of the
 -- cutoff, with the billing customers matched to it, plus one billing-only account per unmatched
 -- billing customer. match_method is the strongest rule that matched one of its billing customers
 -- (crm_account_id, then tax_id, then domain), `unmatched` for a billing-only account, NULL for a

@@ -1,4 +1,4 @@
--- Billing customers matched to CRM accounts (METRICS.md, "Accounts"), one row per billing customer.
+-- Billing customers matched to CRM accounts (docs/metrics.md, "Accounts"), one row per billing customer.
 -- The first rule that holds wins:
 --   1. crm_account_id names an existing CRM account;
 --   2. the tax id, digits only and non-empty, equals the (digits-only) tax id of exactly one CRM account;

@@ -1,4 +1,4 @@
--- The highest canonical stage each deal reached as of the cutoff (METRICS.md, "Canonical deal
+-- The highest canonical stage each deal reached as of the cutoff (docs/metrics.md, "Canonical deal
 -- stages"), one row per deal. A deal reached stage k when its stage history has an entry in a stage
 -- of order >= k (skipped stages count as passed), or k <= 6 and it is won, or k = 7 and it is won and
 -- its unified account has an invoice paid on or after the deal's close date. Every deal reached

@@ -8,7 +8,7 @@
 
 -- The rate of every currency on every day from its first rate through the as-of date, one row per
 -- (currency, rate_date): the rate of that date or, where that date has none, the latest earlier one
--- (METRICS.md, "Conventions"). Converting is then an equi-join on (currency, event date); the
+-- (docs/metrics.md, "Conventions"). Converting is then an equi-join on (currency, event date); the
 -- reporting currency converts at 1 (see the to_reporting macro) and needs no rows here.
 
 with

@@ -1,5 +1,5 @@
 -- Potential value of existing customers as of the run: one row per unified account with at least one
--- won deal or a subscription active on the as-of date (METRICS.md, marts.customer_value).
+-- won deal or a subscription active on the as-of date (docs/metrics.md, marts.customer_value).
 -- Open pipeline and MRR convert at the as-of date.
 
 with

@@ -1,5 +1,5 @@
 -- Repeat purchases: one row per month, counts as of the month's last day, from the month of the
--- earliest won deal's close through the as-of month (METRICS.md, marts.repeat_purchase_monthly).
+-- earliest won deal's close through the as-of month (docs/metrics.md, marts.repeat_purchase_monthly).
 -- A purchase is a won deal, counted at its close date; a customer is a unified account.
 
 with

@@ -1,5 +1,5 @@
 -- Customer retention and churn: one row per month, from the month of the earliest start of a counted
--- (non-trialing) subscription through the as-of month (METRICS.md, marts.retention_monthly).
+-- (non-trialing) subscription through the as-of month (docs/metrics.md, marts.retention_monthly).
 -- A customer is active on day x when one of its counted subscriptions started on or before x and is
 -- not canceled on or before x. E = customers active on the month's last day, S = those active on the
 -- previous month's last day (= E of the previous month; empty before the first month).

@@ -1,5 +1,5 @@
 -- Revenue: one row per month of payment, from the month of the earliest payment through the as-of
--- month (METRICS.md, marts.revenue_monthly). Revenue is amount_paid of paid invoices, converted at the
+-- month (docs/metrics.md, marts.revenue_monthly). Revenue is amount_paid of paid invoices, converted at the
 -- paid date; a customer (unified account) is new in the month of its earliest paid invoice.
 
 with

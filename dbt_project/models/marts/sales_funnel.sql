@@ -1,5 +1,5 @@
 -- Lead conversion: one row per cohort month (month of deal creation) and canonical stage, from the
--- month of the earliest deal's creation through the as-of month (METRICS.md, marts.sales_funnel).
+-- month of the earliest deal's creation through the as-of month (docs/metrics.md, marts.sales_funnel).
 -- Deleted deals do not exist downstream of staging, so they are excluded.
 
 with

@@ -1,5 +1,5 @@
 -- Sales performance: one row per month of closing, from the month of the earliest close (won or
--- lost) through the as-of month (METRICS.md, marts.sales_performance_monthly).
+-- lost) through the as-of month (docs/metrics.md, marts.sales_performance_monthly).
 
 with
 

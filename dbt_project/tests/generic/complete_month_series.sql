@@ -1,6 +1,6 @@
 {#
     A monthly mart has one row per month, with no gaps, through the month of the as-of date
-    (METRICS.md, "Conventions"), or `rows_per_month` rows (e.g. one per stage). Fails (one row) when
+    (docs/metrics.md, "Conventions"), or `rows_per_month` rows (e.g. one per stage). Fails (one row) when
     the column holds a non-first-of-month date, a month with another number of rows, a gap, or does not
     end at the as-of month.
 #}

@@ -1,5 +1,5 @@
 {#
-    A ratio (METRICS.md, "Conventions") is numeric, between 0 and 1, and NULL where its denominator
+    A ratio (docs/metrics.md, "Conventions") is numeric, between 0 and 1, and NULL where its denominator
     is 0. This test finds values outside [0, 1]; `denominator` (optional) names the column or
     expression whose 0 must give NULL and whose non-zero must give a value.
 #}

@@ -1,4 +1,4 @@
-"""Finding the files of a drop, in the order SOURCES.md loads them.
+"""Finding the files of a drop, in the order docs/sources.md loads them.
 
 A drop root holds `crm/` and `billing/`; each entity is a file named after it,
 `<entity>.csv` or `<entity>.jsonl`, optionally `.gz`, directly in the system's

@@ -11,7 +11,7 @@ Per file, in one transaction:
 2. COPY its rows into `raw_files.<entity>`, straight or through a temporary table
    (`staging`): a CSV by `csv_copy`, JSON Lines by `jsonl_copy`;
 3. record the file in the ledger `raw_files.file_loads` (`ledger`);
-4. move its rows that break a rule of SOURCES.md, with all their reasons, to
+4. move its rows that break a rule of docs/sources.md, with all their reasons, to
    `raw_files.quarantine` (`quarantine`).
 A file that cannot be read as its entity at all is refused whole and recorded in
 `raw_files.file_refusals`; nothing of it loads. `load_drop` loads the files of

@@ -1,4 +1,4 @@
-"""The rows of a file in its raw table that break a rule of SOURCES.md, moved to `raw_files.quarantine`
+"""The rows of a file in its raw table that break a rule of docs/sources.md, moved to `raw_files.quarantine`
 with every reason they break.
 """
 
@@ -23,7 +23,7 @@ def register_and_quarantine(
 
 
 def quarantine_invalid(conn: psycopg.Connection, load: FileLoad, decimal_comma: bool) -> int:
-    """Move the file's rows in the raw table that break a rule of SOURCES.md to the quarantine,
+    """Move the file's rows in the raw table that break a rule of docs/sources.md to the quarantine,
     with every reason; the number moved.
 
     Finding them is one read-only query with one cheap boolean expression a row, which

@@ -1,4 +1,4 @@
-"""The file-drop contract of SOURCES.md as data: entities, columns, required values and types.
+"""The file-drop contract of docs/sources.md as data: entities, columns, required values and types.
 
 Both the loader (which validates every row against it) and the demo generator
 (which writes files that obey it) read this module, so the contract is written

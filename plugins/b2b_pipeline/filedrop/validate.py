@@ -1,4 +1,4 @@
-"""The row rules of SOURCES.md as SQL: one failure condition per column rule.
+"""The row rules of docs/sources.md as SQL: one failure condition per column rule.
 
 Rows land as text; one set-based pass then sends the rows that break a rule to
 `raw_files.quarantine` with every reason. An empty value has already been made
@@ -23,7 +23,7 @@ from psycopg import sql
 from b2b_pipeline.filedrop.spec import Column, Entity, Kind
 
 DATE_SHAPE = "____-__-__"
-# The forms of an ISO 8601 timestamp SOURCES.md takes (PostgreSQL's input, which the cast check
+# The forms of an ISO 8601 timestamp docs/sources.md takes (PostgreSQL's input, which the cast check
 # still applies, takes much more: zone names and abbreviations such as `MSK`, `Europe/Moscow`,
 # `PST8PDT` or `UTC`, which would load and be typed by a rule the file never meant):
 # a date `YYYY-MM-DD`, optionally `T` (or `t`, or a space, as PostgreSQL and RFC 3339 read it) and

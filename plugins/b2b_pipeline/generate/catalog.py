@@ -21,7 +21,7 @@ class Stage:
     name: str
     display_order: int
     probability: str  # as written: "0.35"
-    canonical: str  # a stage_key of METRICS.md, or "lost"
+    canonical: str  # a stage_key of docs/metrics.md, or "lost"
     level: int  # 1..7 for the canonical stages, 0 for lost
 
 

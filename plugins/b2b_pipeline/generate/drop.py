@@ -1,4 +1,4 @@
-"""`generate_company`: write a demo company's file drop (SOURCES.md), streaming, one account at a time.
+"""`generate_company`: write a demo company's file drop (docs/sources.md), streaming, one account at a time.
 
 Output layout (`nightly_days = N`):
 

@@ -1,4 +1,4 @@
-"""Malformed rows on purpose (`error_rate`): the kinds of bad input SOURCES.md sends to quarantine."""
+"""Malformed rows on purpose (`error_rate`): the kinds of bad input docs/sources.md sends to quarantine."""
 
 from __future__ import annotations
 

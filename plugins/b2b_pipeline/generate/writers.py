@@ -1,4 +1,4 @@
-"""Streaming entity file writers in the file-drop formats (SOURCES.md).
+"""Streaming entity file writers in the file-drop formats (docs/sources.md).
 
 - CRM entities: UTF-8 CSV, `,` delimiter, decimal point.
 - Billing entities: as a Russian-locale spreadsheet export writes them: UTF-8 with a

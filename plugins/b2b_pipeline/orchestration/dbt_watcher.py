@@ -12,9 +12,15 @@ A producer lost with its worker (a crash, a killed container: no error raised, t
 scheduler finds its heartbeat gone) is retried, and the retry builds again on whichever
 worker takes it. cosmos's own producer skips any retry and leaves each model to its
 sensor, one dbt invocation per model; here the sensors wait for the producer, so its
-retry runs the whole `dbt build` again instead. The build is idempotent: it rebuilds the
-candidate schemas, never the published ones. A failure dbt reports (a model's SQL, a
-test) fails the producer at once: building again would fail the same way.
+retry runs the whole `dbt build` again instead. Building again is as safe as re-running
+the night: the models write the candidate schemas (never the published ones) and the
+append-only and incremental models of staging and intermediate add by file and key, not
+by run. A model that dbt reports failed (its SQL, the data it meets) fails the producer
+at once: building again would fail the same way. Other errors (the API server or the
+warehouse gone for a moment) take the retries.
+
+Re-run a night by triggering a new run, not by clearing this one: a cleared model task on
+its second try runs its own model again (cosmos's fallback), sixty-odd dbt invocations.
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ log = logging.getLogger(__name__)
 
 PRODUCER_RETRIES = 2  # builds after a lost worker
 PRODUCER_RETRY_DELAY = timedelta(seconds=10)
+# how cosmos's dbt runner words a build that ran and had failed nodes (cosmos.dbt.runner.handle_exception_if_needed)
+MODELS_FAILED = "dbt invocation completed with errors"
 
 
 class _BuildAgainOnRetry:
-    """Mixed into the producer's class: a retry builds again (see the module's doc), a dbt failure is final."""
+    """Mixed into the producer's class: a retry builds again (see the module's doc), a failed model is final."""
 
     def execute(self, context: Any, **kwargs: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException
+        from cosmos.exceptions import CosmosDbtRunError
 
         ti = context["ti"]
         try_number = ti.try_number
@@ -44,10 +53,10 @@ class _BuildAgainOnRetry:
             ti.try_number = 1  # cosmos's producer skips a retry; this one runs the build
         try:
             return super().execute(context, **kwargs)  # type: ignore[misc]
-        except (AirflowFailException, AirflowSkipException):
+        except CosmosDbtRunError as exc:
+            if str(exc).startswith(MODELS_FAILED):
+                raise AirflowFailException(str(exc)) from exc
             raise
-        except Exception as exc:
-            raise AirflowFailException(str(exc)) from exc
         finally:
             ti.try_number = try_number
 

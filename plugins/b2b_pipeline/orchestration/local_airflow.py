@@ -76,6 +76,8 @@ def airflow_environment(home: Path, dsn: str) -> dict[str, str]:
         # a local run phones nobody: no usage reports from Airflow or cosmos (each would wait on the network)
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # the dbt build's retry builds again (dbt_watcher.py): no Variable copies of its statuses
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
         "AIRFLOW_CONN_B2B_WAREHOUSE": connection_json(dsn),
         "B2B_HOME": str(home),
     }

@@ -91,13 +91,16 @@ def celery_environment(deployment: Deployment) -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": deployment.broker_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": deployment.execution_api_url,
         # a worker lost with its task (a crash, a killed container) is noticed after 2 minutes rather than
-        # Airflow's 5, and its task retried on another worker
+        # Airflow's 5; a task with retries left (the extracts, the dbt build) then runs on another worker
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
         # the scheduler's health endpoint (:8974/health), for the compose healthcheck and a load balancer
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
         # the pipeline phones nobody: no usage reports from Airflow or cosmos
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "false",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "false",
+        # cosmos copies every status of the dbt build to a Variable, for a retry that skips the build; the
+        # producer's retry here builds again (orchestration/dbt_watcher.py), so the copies are not needed
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "false",
         # the analytics warehouse: the Airflow connection `b2b_warehouse`, and the same server as a URL for
         # the b2b_pipeline code that runs outside a task (the CLI in a container)
         "AIRFLOW_CONN_B2B_WAREHOUSE": deployment.warehouse_dsn,

@@ -1,6 +1,6 @@
 """What the nightly report reads: the published marts (schema `marts`) only, in one snapshot.
 
-Every query names its columns as METRICS.md (and the extra marts' YAML) define them, so columns
+Every query names its columns as docs/metrics.md (and the extra marts' YAML) define them, so columns
 added to a mart later change nothing here. A mart that is not published (a new warehouse, a
 schema without the extra marts) reads as empty and is listed in `MartsSnapshot.missing`.
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from b2b_pipeline.config import reports_dir
+from b2b_pipeline.config import project_root, reports_dir
 from b2b_pipeline.files import write_atomically
 from b2b_pipeline.page_style import SALES_REPORT, STYLESHEET
 from b2b_pipeline.quality.report import gate_result_path, html_report_path, report_dir
@@ -428,7 +428,8 @@ def render_report(
         + "</div>",
         f"<footer>Built {e(generated_at.strftime('%Y-%m-%d %H:%M UTC'))} from the published marts "
         f"(schema <code>{e(snap.schema)}</code>); monthly charts show the last {MONTHS_SHOWN} months. "
-        "Definitions: METRICS.md and the data dictionary.</footer>",
+        f'Definitions: <a href="{e((project_root() / "docs" / "metrics.md").as_uri())}">docs/metrics.md</a> '
+        "of the project, and the data dictionary.</footer>",
         "</main></body></html>",
     ]
     return "\n".join(parts) + "\n"
