@@ -16,7 +16,9 @@ AS_OF = dt.date(2026, 5, 31)
 COMPANY = {"seed": 5, "accounts": 120, "start": dt.date(2025, 6, 1), "end": AS_OF}
 
 
-def b2b_run(home: Path, dsn: str, as_of: dt.date, drop: Path, **extra_env: str) -> subprocess.CompletedProcess:
+def b2b_run(
+    home: Path, dsn: str, as_of: dt.date, drop: Path, timeout: float = 1800, **extra_env: str
+) -> subprocess.CompletedProcess:
     """`b2b run` of one night, as a user runs it: its own process, the night's output captured."""
     env = {**os.environ, "B2B_HOME": str(home), "B2B_WAREHOUSE_DSN": dsn, **extra_env}
     return subprocess.run(
@@ -24,7 +26,7 @@ def b2b_run(home: Path, dsn: str, as_of: dt.date, drop: Path, **extra_env: str) 
         env=env,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=timeout,
         check=False,
     )
 

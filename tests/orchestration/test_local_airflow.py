@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from airflow_cluster import free_port  # tests/orchestration/airflow_cluster.py
 
 from b2b_pipeline.orchestration.local_airflow import (
     airflow_environment,
@@ -43,12 +44,6 @@ def listening() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield sock.getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- sizing -------------------------------------------------------------------------------------------------

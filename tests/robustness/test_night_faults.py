@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import nights  # tests/nights.py
 from b2b_pipeline.generate import generate_company
 from b2b_pipeline.warehouse import with_database
 from fingerprint import fingerprint  # tests/fingerprint.py
@@ -36,15 +37,8 @@ KILL_POINTS = ("extract_billing", "dbt.dbt_producer_watcher", "quality_gate", "p
 
 
 def b2b_run(home: Path, dsn: str, drop: Path, **extra_env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "B2B_HOME": str(home), "B2B_WAREHOUSE_DSN": dsn, "COLUMNS": "200", **extra_env}
-    return subprocess.run(
-        [B2B, "run", "--date", AS_OF.isoformat(), "--source-dir", str(drop)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    """`b2b run` of this suite's night (nights.b2b_run), with wide output so that a cause stays on one line."""
+    return nights.b2b_run(home, dsn, AS_OF, drop, timeout=900, COLUMNS="200", **extra_env)
 
 
 @pytest.mark.slow

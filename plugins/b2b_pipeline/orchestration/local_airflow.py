@@ -34,6 +34,7 @@ from typing import Any
 from b2b_pipeline.config import dags_folder
 from b2b_pipeline.night import Night
 from b2b_pipeline.orchestration.connection import connection_json
+from b2b_pipeline.orchestration.production_shape import PIPELINE_SETTINGS
 from b2b_pipeline.quality.report import gate_result_path
 from b2b_pipeline.transform.manifest import ensure_manifest
 from b2b_pipeline.warehouse import one_line
@@ -68,16 +69,10 @@ def airflow_environment(home: Path, dsn: str) -> dict[str, str]:
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(dags_folder().parent / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        **PIPELINE_SETTINGS,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs" / "airflow"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        # a local run phones nobody: no usage reports from Airflow or cosmos (each would wait on the network)
-        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        # the dbt build's retry builds again (dbt_watcher.py): no Variable copies of its statuses
-        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",
         "AIRFLOW_CONN_B2B_WAREHOUSE": connection_json(dsn),
         "B2B_HOME": str(home),
     }

@@ -19,6 +19,19 @@ from dataclasses import dataclass
 
 EXECUTOR = "CeleryExecutor"
 
+# What every Airflow that runs the nightly DAG gets, the production shape and the local one of `b2b run` and
+# `b2b airflow` (local_airflow.airflow_environment) alike.
+PIPELINE_SETTINGS = {
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
+    # the pipeline phones nobody: no usage reports from Airflow or cosmos (each would wait on the network)
+    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "false",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "false",
+    # cosmos copies every status of the dbt build to a Variable, for a retry that skips the build; the
+    # producer's retry here builds again (orchestration/dbt_watcher.py), so the copies are not needed
+    "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "false",
+}
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -82,8 +95,6 @@ def celery_environment(deployment: Deployment) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": EXECUTOR,
         "AIRFLOW__CORE__DAGS_FOLDER": deployment.dags_folder,
         "AIRFLOW__CORE__PLUGINS_FOLDER": deployment.plugins_folder,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
         "AIRFLOW__CORE__PARALLELISM": deployment.parallelism,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": deployment.worker_concurrency,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": deployment.metadata_db,
@@ -95,12 +106,7 @@ def celery_environment(deployment: Deployment) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
         # the scheduler's health endpoint (:8974/health), for the compose healthcheck and a load balancer
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
-        # the pipeline phones nobody: no usage reports from Airflow or cosmos
-        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "false",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "false",
-        # cosmos copies every status of the dbt build to a Variable, for a retry that skips the build; the
-        # producer's retry here builds again (orchestration/dbt_watcher.py), so the copies are not needed
-        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "false",
+        **PIPELINE_SETTINGS,
         # the analytics warehouse: the Airflow connection `b2b_warehouse`, and the same server as a URL for
         # the b2b_pipeline code that runs outside a task (the CLI in a container)
         "AIRFLOW_CONN_B2B_WAREHOUSE": deployment.warehouse_dsn,
