@@ -32,8 +32,17 @@ def _backends() -> list[str]:
     return ["embedded", "server"] if os.environ.get("B2B_WAREHOUSE_DSN") else ["embedded"]
 
 
+# The suite runs on several workers (pytest-xdist, `-n auto --dist loadgroup` in pyproject.toml); each
+# worker has its own embedded server. The tests that share the session's reference night are one group, so
+# that one worker builds it once; and the longest tests are handed out first, so that no worker is left
+# with a long test at the end while the other waits.
+SHARED_NIGHT = "reference_night"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The server variant only for the tests marked `both_backends` (see the module's doc)."""
+    """The server variant only for the tests marked `both_backends` (see the module's doc); the tests of the
+    reference night in one xdist group; the group and the slow tests first."""
 
     def once(item: pytest.Item) -> bool:
         callspec = getattr(item, "callspec", None)
@@ -47,6 +56,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if not once(item)]
+
+    for item in items:
+        if SHARED_NIGHT in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(SHARED_NIGHT))
+
+    def order(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group") is not None:
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=order)  # stable: within each kind, the order of the files
 
 
 @pytest.fixture(scope="session")
