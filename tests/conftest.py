@@ -11,12 +11,15 @@ new answer.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -32,17 +35,40 @@ def _backends() -> list[str]:
     return ["embedded", "server"] if os.environ.get("B2B_WAREHOUSE_DSN") else ["embedded"]
 
 
-# The suite runs on several workers (pytest-xdist, `-n auto --dist loadgroup` in pyproject.toml); each
-# worker has its own embedded server. The tests that share the session's reference night are one group, so
-# that one worker builds it once; and the longest tests are handed out first, so that no worker is left
-# with a long test at the end while the other waits.
-SHARED_NIGHT = "reference_night"
+# The suite runs on several workers (pytest-xdist, `-n auto` in pyproject.toml), each with its own embedded
+# server. A worker takes whole groups (the scheduler below): the tests of one file, so that a module's
+# fixtures are built once, and across files the tests that take a session fixture that is expensive to
+# make, so that one worker makes it once. Groups are handed out in the order of the collection, which puts
+# the reference night's group first, then the files with slow tests, so that no worker is left with a long
+# test at the end while the other waits. (xdist's own `--dist loadgroup` does not group on pytest 9:
+# pytest-dev/pytest-xdist#1386.)
+SHARED_SESSION_FIXTURES = ("reference_night", "shape_drop")
+ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
+@functools.cache
+def test_group(path: str) -> str:
+    """The group of the tests of file `path` (relative to the repository): the first shared session
+    fixture a test of it takes, else the file itself."""
+    text = (ROOT / path).read_text(encoding="utf-8") if (ROOT / path).is_file() else ""
+    shared = [name for name in SHARED_SESSION_FIXTURES if re.search(rf"\b{name}\b *[:,)]", text)]
+    return shared[0] if shared else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduler, its scope being the test's group."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid.split("::", 1)[0])
+
+    return ByGroup(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The server variant only for the tests marked `both_backends` (see the module's doc); the tests of the
-    reference night in one xdist group; the group and the slow tests first."""
+    """The server variant only for the tests marked `both_backends` (see the module's doc); the groups in
+    the order above."""
 
     def once(item: pytest.Item) -> bool:
         callspec = getattr(item, "callspec", None)
@@ -57,16 +83,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if not once(item)]
 
-    for item in items:
-        if SHARED_NIGHT in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(SHARED_NIGHT))
+    groups = {item.nodeid: test_group(item.nodeid.split("::", 1)[0]) for item in items}
+    slow_groups = {groups[item.nodeid] for item in items if item.get_closest_marker("slow") is not None}
 
     def order(item: pytest.Item) -> int:
-        if item.get_closest_marker("xdist_group") is not None:
-            return 0
-        return 1 if item.get_closest_marker("slow") is not None else 2
+        group = groups[item.nodeid]
+        return 0 if group == SHARED_SESSION_FIXTURES[0] else 1 if group in slow_groups else 2
 
-    items.sort(key=order)  # stable: within each kind, the order of the files
+    items.sort(key=order)  # stable: within each kind, the order of the collection
 
 
 @pytest.fixture(scope="session")

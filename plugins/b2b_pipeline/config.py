@@ -220,6 +220,17 @@ def billing_source() -> str:
     return _choice(BILLING_SOURCE_ENV, BILLING_SOURCES, "files")
 
 
+SOURCE_FRESHNESS_ENV = "B2B_SOURCE_FRESHNESS"
+SOURCE_FRESHNESS_MODES: tuple[str, ...] = ("block", "warn", "off")
+
+
+def source_freshness_mode() -> str:
+    """What a source table past its `error_after` does to the night (`dbt source freshness`, run by the
+    quality gate): `block` (the default) blocks it, `warn` only warns, `off` skips the check. A table past
+    `warn_after` always warns."""
+    return _choice(SOURCE_FRESHNESS_ENV, SOURCE_FRESHNESS_MODES, "block")
+
+
 # An API source's connection, when no Airflow connection `b2b_<source>` is defined:
 # B2B_<SOURCE>_URL (the base URL: https://<subdomain>.amocrm.ru, or a Bitrix24 inbound webhook
 # https://<portal>/rest/<user>/<secret>/, which is itself a credential), B2B_<SOURCE>_TOKEN (amoCRM's

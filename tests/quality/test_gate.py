@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.night import Night
 from b2b_pipeline.quality import gate
+from b2b_pipeline.quality.freshness import check_freshness, night_selectors
 from b2b_pipeline.quality.gate import enforce_gate, run_gate
 from b2b_pipeline.quality.report import gate_result_path
 from b2b_pipeline.quality.result import GateBlocked, GateResult
@@ -425,3 +426,61 @@ def test_a_missing_candidate_table_blocks(night_db: str) -> None:
     assert not result.passed
     assert {c.table for c in result.blocking} == {"marts__candidate.customer_value"}
     assert all("does not exist" in (c.error or "") for c in result.blocking)
+
+
+# ------------------------------------------------------------------------------------ source freshness
+
+
+def test_night_selectors_check_only_what_the_night_reads() -> None:
+    files_only = night_selectors("files", "files")
+    assert "source:files.deals" in files_only and "source:files.invoices" in files_only
+    assert not any(s.startswith("source:amocrm") for s in files_only)
+    from_amocrm = night_selectors("amocrm", "files")
+    assert from_amocrm[0] == "source:amocrm"
+    assert "source:files.invoices" in from_amocrm and "source:files.deals" not in from_amocrm  # CRM is amoCRM's
+
+
+def test_a_stale_source_warns_then_blocks_as_configured(
+    night_db: str, b2b_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt source freshness on the night's file-drop tables: the sources' own thresholds (warn after
+    36 h, error after 72 h without a load), past error_after blocking unless B2B_SOURCE_FRESHNESS=warn."""
+    fresh = {c.name: c for c in check_freshness(night_db)}
+    assert fresh and {c.status for c in fresh.values()} == {"passed"}
+    assert (
+        "raw.source_freshness.files.deals" in fresh and "raw.source_freshness.files.users" not in fresh
+    )  # no threshold
+    assert fresh["raw.source_freshness.files.deals"].observed < 1  # loaded minutes ago (hours)
+
+    execute(
+        night_db,
+        "update raw_files.file_loads set loaded_at = now() - interval '40 hours' where entity = 'invoices'",
+        "update raw_files.file_loads set loaded_at = now() - interval '80 hours' where entity = 'customers'",
+        "delete from raw_files.file_loads where entity = 'deal_contacts'",  # as if never delivered
+    )
+    stale = {c.name: c for c in check_freshness(night_db)}
+    invoices, customers = stale["raw.source_freshness.files.invoices"], stale["raw.source_freshness.files.customers"]
+    assert (invoices.status, invoices.severity, invoices.observed) == ("warned", "warn", 40.0)
+    assert (customers.status, customers.severity, customers.observed) == ("blocked", "block", 80.0)
+    assert "80.0 h ago" in customers.summary and "error after 72 h" in customers.summary
+    assert stale["raw.source_freshness.files.deal_contacts"].status == "skipped"  # never loaded: not stale
+    assert stale["raw.source_freshness.files.deals"].status == "passed"
+
+    monkeypatch.setenv("B2B_SOURCE_FRESHNESS", "warn")
+    assert {c.name for c in check_freshness(night_db) if c.status != "passed" and c.status != "skipped"} == {
+        "raw.source_freshness.files.invoices",
+        "raw.source_freshness.files.customers",
+    }
+    assert not any(c.blocking for c in check_freshness(night_db))
+    monkeypatch.setenv("B2B_SOURCE_FRESHNESS", "off")
+    assert check_freshness(night_db) == []
+
+    # the nightly step (raw layer only: the others are clean and take time) blocks on the stale source
+    monkeypatch.setenv("B2B_SOURCE_FRESHNESS", "block")
+    monkeypatch.setattr(gate, "run_gate", functools.partial(gate.run_gate, layers=("raw",)))
+    with pytest.raises(GateBlocked) as caught:
+        enforce_gate(night_db, NIGHT)
+    assert "raw.source_freshness.files.customers" in str(caught.value)
+    verdict = json.loads(gate_result_path(b2b_home, AS_OF).read_text())
+    assert verdict["blocking"] == ["raw.source_freshness.files.customers"]
+    assert "raw.source_freshness.files.invoices" in {c["name"] for c in verdict["checks"] if c["status"] == "warned"}

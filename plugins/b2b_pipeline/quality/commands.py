@@ -83,7 +83,7 @@ def run_command(
     night = Night(as_of=as_of, source_dir=Path())  # the gate reads only the as-of date
     try:
         with warehouse_night_lock(dsn, "b2b-gate-run", as_of.isoformat(), err):
-            result = run_gate(dsn, night, home, schemas=schemas, layers=chosen)
+            result = run_gate(dsn, night, home, schemas=schemas, layers=chosen, source_freshness=True)
         paths = write_reports(result, home)
     except psycopg.OperationalError as exc:
         _fail(f"cannot reach the warehouse {redact(dsn)}: {exc}")

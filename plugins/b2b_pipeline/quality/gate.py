@@ -2,7 +2,8 @@
 
 `run_gate()` validates the raw layer (`raw_files`), `staging` and the candidate core and marts
 (`core__candidate`, `marts__candidate`) with the checks of `expectations/` (run by
-`gx_runner`) and returns a `GateResult`. `enforce_gate()` is the nightly step (the DAG's
+`gx_runner`), and the night's source tables with `dbt source freshness` (`freshness`), and returns a
+`GateResult`. `enforce_gate()` is the nightly step (the DAG's
 `quality_gate` task): it runs the gate, writes `gate.json` and `quality.html` under
 `B2B_HOME/reports/<as-of date>/`, records the run in `raw_files.gate_runs` (`state`) and raises
 `GateBlocked` when a blocking check failed.
@@ -21,6 +22,7 @@ from typing import Any
 from b2b_pipeline.config import b2b_home, gate_amount_limits
 from b2b_pipeline.night import Night, cutoff
 from b2b_pipeline.publish import candidate
+from b2b_pipeline.quality.freshness import check_freshness
 from b2b_pipeline.quality.gx_runner import validate
 from b2b_pipeline.quality.report import data_docs_dir, write_reports
 from b2b_pipeline.quality.result import CheckResult, GateBlocked, GateResult, errored, skipped
@@ -49,6 +51,7 @@ def run_gate(
     expectations: Path | None = None,
     schemas: Mapping[str, str] | None = None,
     layers: Sequence[str] = LAYERS,
+    source_freshness: bool = False,
 ) -> GateResult:
     """Validate the night's layers with the suites of `expectations/` and return the verdict.
 
@@ -56,7 +59,8 @@ def run_gate(
     `core__candidate`, `marts__candidate`). With `home`, GX Data Docs of the run are rendered to
     `home/reports/<as-of>/data_docs` (best effort). Raises only when the suites cannot be read or
     the warehouse cannot be reached; a check that cannot run (a missing table, an SQL error)
-    fails, and blocks when its severity is `block`.
+    fails, and blocks when its severity is `block`. With `source_freshness` (and the raw layer), the
+    night's source tables are checked by `dbt source freshness` too (`freshness.check_freshness`).
     """
     started_at = datetime.now(UTC)
     clock = time.monotonic()
@@ -87,6 +91,8 @@ def run_gate(
     docs = data_docs_dir(home, night.as_of) if home is not None else None
     results.update(validate(dsn, groups, validated, values_by_layer, catalog, docs))
     ordered = [results[c.name] for c in checks]
+    if source_freshness and "raw" in layers:
+        ordered = check_freshness(dsn) + ordered
     duration = time.monotonic() - clock
     result = GateResult(
         as_of=night.as_of,
@@ -117,7 +123,7 @@ def run_gate(
 def enforce_gate(dsn: str, night: Night) -> dict[str, Any]:
     """The nightly step: run the gate, write the reports, record the run; raise GateBlocked when blocked."""
     home = b2b_home()
-    result = run_gate(dsn, night, home)
+    result = run_gate(dsn, night, home, source_freshness=True)
     paths = write_reports(result, home)
     record_gate_run(dsn, result, paths.html)
     for check in result.warnings:

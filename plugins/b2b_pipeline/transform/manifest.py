@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from b2b_pipeline.config import dbt_project_dir
@@ -11,6 +15,8 @@ from b2b_pipeline.transform.dbt_runner import run_dbt
 log = logging.getLogger(__name__)
 
 PROJECT_FOLDERS = ("models", "macros", "seeds", "tests", "snapshots", "analyses")
+LOCK_FILE = ".parse.lock"
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def dbt_manifest_path() -> Path:
@@ -32,8 +38,24 @@ def manifest_is_stale() -> bool:
 
 
 def ensure_manifest(dsn: str) -> Path:
-    """Compile the manifest with `dbt parse` when it is stale (never at DAG-parse time)."""
-    if manifest_is_stale():
-        log.info("parsing the dbt project into %s", dbt_manifest_path())
-        run_dbt(["parse"], dsn=dsn, vars={})
-    return dbt_manifest_path()
+    """Compile the manifest with `dbt parse` when it is stale (never at DAG-parse time).
+
+    Processes that share the project (Airflow workers, `b2b` commands, test workers) parse one at a
+    time (a lock file in `target/`), and each file dbt writes replaces the old one whole, the manifest
+    last: a reader sees the old manifest or the new one, never half of one."""
+    manifest = dbt_manifest_path()
+    target = manifest.parent
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest_is_stale():  # again, under the lock: another process may have parsed meanwhile
+            log.info("parsing the dbt project into %s", manifest)
+            with tempfile.TemporaryDirectory(dir=target, prefix=".parse-") as folder:
+                parsed = Path(folder)
+                if (target / PARTIAL_PARSE).is_file():
+                    shutil.copy2(target / PARTIAL_PARSE, parsed / PARTIAL_PARSE)
+                run_dbt(["parse"], dsn=dsn, vars={}, target_path=parsed)
+                written = sorted(path.name for path in parsed.iterdir() if path.is_file())
+                for name in [n for n in written if n != manifest.name] + [manifest.name]:
+                    os.replace(parsed / name, target / name)
+    return manifest
