@@ -28,7 +28,7 @@ def resolve_warehouse(console: Console, err: Console) -> str:
     except Exception as exc:  # the embedded server failed to start: say why, without a traceback
         err.print(f"[red]error:[/red] cannot start the embedded warehouse: {exc}")
         raise typer.Exit(1) from exc
-    console.print(f"Warehouse: {redact(dsn)}")
+    console.print(f"Warehouse: {redact(dsn)}", soft_wrap=True)
     return dsn
 
 

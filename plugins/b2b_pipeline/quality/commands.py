@@ -50,6 +50,7 @@ gate_app = typer.Typer(
 # resolved at print time, so that a test runner's captured streams see the output
 console = Console()
 err = Console(stderr=True)
+LOG_WIDTH = 200
 
 
 @gate_app.command("run")
@@ -95,7 +96,8 @@ def run_command(
     console.print(
         f"{counts['checks']} checks: {counts['passed']} passed, {counts['warned']} warned, "
         f"{counts['blocked']} blocked, {counts['skipped']} skipped in {result.duration_seconds:.1f} s; "
-        f"load batches {_batch_range(result.since_batch_id, result.through_batch_id)}."
+        f"load batches {_batch_range(result.since_batch_id, result.through_batch_id)}.",
+        soft_wrap=True,
     )
     console.print(f"Report: {paths.html}", soft_wrap=True)
     if result.data_docs:
@@ -241,7 +243,10 @@ def print_checks(result: GateResult, *, show_all: bool = False) -> None:
             format_tolerance(check.tolerance),
         )
     if shown:
-        console.print(table)
+        # piped to a file or captured, a table is as wide as it needs (up to LOG_WIDTH): a log keeps each
+        # check's name on one line; a terminal gets its own width
+        wide = console if console.is_terminal else Console(file=console.file, width=max(console.width, LOG_WIDTH))
+        wide.print(table)
     if hidden:
         console.print(f"{hidden} passed check(s) not listed (--all lists every check).")
 
