@@ -8,17 +8,20 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .published_marts import create_marts, fill_marts, write_gate
+from .published_marts import create_core, create_marts, fill_core, fill_marts, write_gate
 
 AS_OF = date(2026, 11, 25)
 
 
 @pytest.fixture
 def published(warehouse: str) -> str:
-    """A fresh warehouse whose schema `marts` holds eight months through AS_OF."""
+    """A fresh warehouse whose schema `marts` holds eight months through AS_OF, and whose schema `core` the
+    rows of the previous month's same days (`published_marts.SAME_DAYS`)."""
     with psycopg.connect(warehouse, autocommit=True) as conn:
         create_marts(conn)
         fill_marts(conn, AS_OF)
+        create_core(conn)
+        fill_core(conn, AS_OF)
     return warehouse
 
 

@@ -2,13 +2,17 @@
 
 `create_marts()` makes the schema and empty tables; `fill_marts()` inserts a few deterministic months
 ending with the as-of month, with one early month where nothing closed (NULL ratios), and existing
-customers whose names need escaping. `write_gate()` writes a night's `gate.json` and `quality.html`.
+customers whose names need escaping. `create_core()` and `fill_core()` write the few columns of the
+core star the report reads for the previous month's same days, with rows whose figures are worked out
+by hand in `SAME_DAYS` (for an as-of date of the 25th). `write_gate()` writes a night's `gate.json` and
+`quality.html`.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -35,6 +39,13 @@ TABLES: dict[str, str] = {
     " deals_won bigint, deals_lost bigint, win_rate numeric, won_amount numeric, avg_cycle_days numeric",
     "stage_durations_monthly": "month date, stage_key text, stage_order integer, stage_entries bigint,"
     " completed_stays bigint, open_stays bigint, avg_days_in_stage numeric, median_days_in_stage numeric",
+}
+
+# the core columns the report reads (the rest of the core star is not needed)
+CORE_TABLES: dict[str, str] = {
+    "fct_deals": "account_key text, is_won boolean, close_date date, amount_reporting numeric, cycle_days integer",
+    "fct_invoices": "account_key text, is_paid boolean, paid_date date, paid_month date, amount_paid_reporting numeric",
+    "fct_subscriptions": "account_key text, is_counted boolean, start_date date, cancel_date date",
 }
 
 CUSTOMERS = 25
@@ -166,3 +177,84 @@ def write_gate(home: Path, as_of: date, passed: bool = True, warnings: tuple[str
     (folder / "gate.json").write_text(json.dumps(doc), encoding="utf-8")
     (folder / "quality.html").write_text("<!DOCTYPE html><title>quality</title><p>gate</p>", encoding="utf-8")
     return folder / "gate.json"
+
+
+def create_core(conn: psycopg.Connection, schema: str = "core") -> None:
+    create_marts(conn, schema, CORE_TABLES)
+
+
+# The previous month's 1st to 25th (the same days as an as-of date of the 25th), worked out by hand from
+# `fill_core`'s rows: the figures the marts would show with the previous month's 25th as the as-of date.
+SAME_DAYS = {
+    "deals_won": 3,  # A on the 3rd and the 20th, the account-less deal on the 10th (B on the 28th is later)
+    "won_amount": Decimal(600_000),
+    "avg_deal_size": Decimal(200_000),
+    "avg_cycle_days": Decimal(40),  # (30 + 50 + 40) / 3
+    "median_cycle_days": Decimal(40),
+    "revenue": Decimal(8_000),  # A 4,000 (paying since two months before), E 3,000 (new), no account 1,000
+    "revenue_new_customers": Decimal(3_000),
+    "new_customer_revenue_share": Decimal("0.375"),
+    "customers_with_purchase": 2,  # A (twice) and C (once by the 25th; again on the 26th)
+    "customers_with_repeat_purchase": 1,
+    "repeat_purchase_rate": Decimal("0.5"),
+    "customers_start": 4,  # A, B, C, H active on the last day of the month before
+    "customers_end": 4,  # A, C, D, H active on the 25th
+    "customers_new": 1,  # D
+    "customers_churned": 1,  # B, cancelled on the 10th
+    "retention_rate": Decimal("0.75"),
+    "churn_rate": Decimal("0.25"),
+}
+
+
+def fill_core(conn: psycopg.Connection, as_of: date, schema: str = "core") -> None:
+    """Core rows around the month before `as_of`'s (the as-of date must be a 25th or later)."""
+    month = add_months(as_of.replace(day=1), -1)
+
+    def day(n: int, months: int = 0) -> date:
+        return add_months(month, months).replace(day=n)
+
+    _insert(
+        conn,
+        schema,
+        "fct_deals",
+        [
+            ("A", True, day(3), 100_000, 30),
+            ("A", True, day(20), 300_000, 50),
+            (None, True, day(10), 200_000, 40),
+            ("B", True, day(28), 999_999, 99),  # after the same days
+            ("C", True, day(15, -1), 50_000, 10),  # the month before: counts as C's purchase, not in the days
+            ("C", True, day(26), 70_000, 20),  # after the same days
+            ("D", False, day(5), 70_000, 5),  # lost
+            ("A", True, day(2, 1), 10_000, 3),  # the as-of month
+        ],
+    )
+    _insert(
+        conn,
+        schema,
+        "fct_invoices",
+        [
+            ("A", True, day(10, -2), day(1, -2), 1_000),
+            ("A", True, day(5), day(1), 4_000),
+            ("E", True, day(7), day(1), 3_000),
+            ("E", True, day(27), day(1), 5_000),  # after the same days
+            ("F", True, day(28), day(1), 2_000),  # new, but after the same days
+            (None, True, day(12), day(1), 1_000),
+            ("G", False, None, None, 9_999),  # not paid
+        ],
+    )
+    _insert(
+        conn,
+        schema,
+        "fct_subscriptions",
+        [
+            ("A", True, day(1, -9), None),
+            ("B", True, day(1, -8), day(10)),  # churns on the 10th
+            ("C", True, day(1, -7), day(5, 1)),  # cancelled after the same days
+            ("D", True, day(3), None),  # new
+            ("E", True, day(1, -6), day(1) - timedelta(days=1)),  # cancelled on the month before's last day
+            ("F", False, day(1, -9), None),  # trialing: not counted
+            ("H", True, day(1, -5), None),
+            ("H", True, day(1, -4), day(2)),  # H stays active through its other subscription
+            (None, True, day(1, -9), None),  # no account: no customer
+        ],
+    )

@@ -110,7 +110,7 @@ def test_gate_status_from_gate_json(tmp_path: Path) -> None:
     write_gate(tmp_path, AS_OF, passed=False, warnings=("a",))
     gate = read_gate(tmp_path, AS_OF)
     assert (gate.found, gate.passed, gate.warnings, gate.blocked, gate.label) == (True, False, 1, 1, "blocked")
-    assert gate.quality_link == "../2026-11-25/quality.html"
+    assert gate.quality_link == "quality.html"  # beside the report, in its folder and in latest/
 
 
 # ----------------------------------------------------------------------------- integration
@@ -144,8 +144,10 @@ def test_report_shows_every_chart_with_data(built_report: Path, b2b_home: Path) 
     assert page.first("data-currency")["data-currency"] == "RUB"
     gate = page.first("data-gate")
     assert (gate["data-gate"], gate["data-warnings"]) == ("passed", "2")
-    assert page.links["quality"] == "../2026-11-25/quality.html"
-    assert (built_report.parent / page.links["quality"]).resolve().is_file()
+    # the night's quality page beside the report, in its folder and in latest/ (a copy)
+    assert page.links["quality"] == "quality.html"
+    quality = (built_report.parent / page.links["quality"]).read_text(encoding="utf-8")
+    assert (latest_dir(b2b_home) / page.links["quality"]).read_text(encoding="utf-8") == quality
     assert page.links["dbt_docs"] == ""  # not built: a note, no link
 
     # top 20 existing customers, largest first, names escaped
@@ -156,15 +158,21 @@ def test_report_shows_every_chart_with_data(built_report: Path, b2b_home: Path) 
     values = [float(r[2].replace(",", "")) for r in rows]
     assert values == sorted(values, reverse=True)
     assert ESCAPE_ME in [r[1] for r in rows]
-    assert "&lt;b&gt;&amp;amp; &quot;Co&quot;" in text and "<b>&amp;" not in text
+    assert "&lt;b&gt;&amp;amp; &#34;Co&#34;" in text and "<b>&amp;" not in text  # Jinja2's autoescape
     # reps of the last three months, the owner-less group named
     reps = page.tables["sales_reps"]["rows"][1:]
     assert {r[0] for r in reps} == {"Анна Петрова", "Ivan Smirnov", "(no owner)"}
 
-    # self-contained: no external script, stylesheet, image or font
+    # self-contained: no external script, stylesheet, image or font; the charts inline SVG, no raster image
     assert not re.search(r"<script|<link|<img|@import|url\(http|src=\"http", text, re.IGNORECASE)
     assert "http://" not in text.replace("http://www.w3.org/", "")
-    assert "https://" not in text
+    assert "https://" not in text and "file://" not in text
+    assert "image/png" not in text and "data:image" not in text and "<image" not in text
+    assert text.count("<svg") == len(CHARTS)
+    # every value axis starts at 0 (retention included: 92 % against 95 % is not a collapse)
+    for name, chart in page.charts.items():
+        assert chart["data-value-from"] and set(chart["data-value-from"].split(",")) == {"0"}, name
+    assert page.charts["retention"]["data-value-from"] == "0,0"
 
     # report.json and latest/
     meta = json.loads((built_report.parent / "report.json").read_text())
@@ -195,7 +203,7 @@ def test_blocked_night_is_said_at_the_top(published: str, b2b_home: Path) -> Non
     _text, page = _page(build_report(published, blocked, b2b_home))
     assert page.first("data-gate")["data-gate"] == "blocked"
     assert {a["data-banner"] for a in page.attrs if "data-banner" in a} == {"stale", "blocked"}
-    assert page.links["quality"] == "../2026-11-26/quality.html"
+    assert page.links["quality"] == "quality.html"
     # the figures are the published night's
     assert page.first("data-as-of")["data-as-of"] == "2026-11-25"
 
@@ -243,3 +251,19 @@ def test_report_command_defaults_to_the_published_night(published: str, b2b_home
     assert report_command(date(2026, 11, 25)).parent.name == "2026-11-25"
     with pytest.raises(ReportError, match=r"Nights that ran, newest first \(1 in all\): 2026-11-25"):
         report_command(date(2026, 11, 24))  # no night of that date ran
+
+
+def test_templates_ship_with_the_package() -> None:
+    """Every template of the HTML pages matches a `[tool.setuptools.package-data]` pattern: a wheel has them."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    package = root / "plugins" / "b2b_pipeline"
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {p for pattern in patterns["b2b_pipeline"] for p in package.glob(pattern)}
+    templates = set(package.glob("*/templates/*"))
+    assert {t.relative_to(package).as_posix() for t in templates} >= {
+        "reporting/templates/report.html.j2",
+        "quality/templates/quality.html.j2",
+    }
+    assert templates <= shipped

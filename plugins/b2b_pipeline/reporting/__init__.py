@@ -1,7 +1,8 @@
 """The nightly sales report (HTML from the published marts), the dbt docs, and the server for both.
 
-Importing this package is cheap: matplotlib, dbt and Airflow are imported only when a report,
-the docs or the app is built.
+The page is the Jinja2 template `templates/report.html.j2` (shipped as package data). Importing this
+package is cheap: matplotlib, Jinja2, dbt and Airflow are imported only when a report, the docs or
+the app is built.
 """
 
 from b2b_pipeline.reporting.dbt_docs import DocsCoverage, build_dbt_docs, dbt_docs_dir, dbt_docs_page, docs_coverage

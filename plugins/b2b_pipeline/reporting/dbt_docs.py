@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from b2b_pipeline.config import reports_dir
+from b2b_pipeline.files import READABLE
+from b2b_pipeline.quality.report import FOLDER_MODE
 from b2b_pipeline.reporting.report_data import latest_published_as_of
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ def build_dbt_docs(dsn: str, home: Path, *, as_of: date | None = None) -> Path:
     home = Path(home)
     out = dbt_docs_dir(home)
     out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, FOLDER_MODE)  # readable by all whatever the umask, as the nights' folders
     if as_of is None:
         try:
             as_of = latest_published_as_of(dsn)
@@ -132,7 +135,7 @@ def build_dbt_docs(dsn: str, home: Path, *, as_of: date | None = None) -> Path:
         (target / COVERAGE_FILE).write_text(json.dumps(coverage.as_dict(), indent=2) + "\n", encoding="utf-8")
         # JSON first, the pages last: a reader of a page finds its data in place
         for name in (*reversed(DOCS_FILES), COVERAGE_FILE):
-            os.chmod(target / name, 0o644)
+            os.chmod(target / name, READABLE)
             os.replace(target / name, out / name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

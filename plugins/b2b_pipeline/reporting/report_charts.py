@@ -33,6 +33,8 @@ ORANGE = "#d97706"
 GREEN = "#1a7f37"
 RED = "#cf222e"
 GREY = "#8c959f"
+PARTIAL_SHADE = "#fff8c5"  # the month to date's background, as the page's "month to date" label
+PARTIAL_TEXT = "#7d4e00"
 COHORT_COLORS = ("#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08306b")
 NO_DATA = "No data published yet"
 
@@ -63,6 +65,8 @@ class Chart:
     points: int
     caption: str = ""
     axes: tuple[str, ...] = ()  # the axis labels (with their units), as drawn
+    value_from: tuple[float, ...] = ()  # where each value axis starts, as drawn (0: nothing exaggerated)
+    partial: str = ""  # the month marked "to date" ("2026-11"), if any
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -107,8 +111,9 @@ def _figure(rows: int = 1, height: float = HEIGHT_IN) -> tuple[Figure, list[Axes
     return fig, axes
 
 
-def _month_axis(ax: Axes, label: str, rows: Sequence[Row] = ()) -> None:
-    """Months on x (all of `rows`' months in view, NULL values or not), labelled `label`."""
+def _month_axis(ax: Axes, label: str, rows: Sequence[Row] = (), partial: date | None = None) -> None:
+    """Months on x (all of `rows`' months in view, NULL values or not), labelled `label`. With `partial`
+    (the as-of date of a month to date shown last), that month is shaded and marked "to <day> <month>"."""
     import matplotlib.dates as mdates
 
     months = [r["month"] for r in rows if r.get("month") is not None]
@@ -118,6 +123,35 @@ def _month_axis(ax: Axes, label: str, rows: Sequence[Row] = ()) -> None:
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.set_xlabel(label)
+    if partial is not None and months and max(months) == partial.replace(day=1):
+        _mark_partial(ax, partial)
+
+
+def _mark_partial(ax: Axes, as_of: date, text: bool = True) -> None:
+    """Shade the month of `as_of` (month to date) and say "to <day> <month>" above it."""
+    from matplotlib.transforms import blended_transform_factory
+
+    middle = _month_dt(as_of.replace(day=1))
+    span = ax.axvspan(middle - timedelta(days=15), middle + timedelta(days=15), color=PARTIAL_SHADE, zorder=0, lw=0)
+    span.set_gid("partial-month")
+    if text:
+        ax.text(
+            middle,
+            0.99,
+            f"to {as_of.day} {as_of:%b}",
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
+            ha="center",
+            va="top",
+            fontsize=7,
+            color=PARTIAL_TEXT,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+            zorder=5,
+        ).set_gid("partial-month-label")
+
+
+def _partial(as_of: date | None) -> date | None:
+    """`as_of` when its month is month to date (not its month's last day), else None."""
+    return as_of if as_of is not None and (as_of + timedelta(days=1)).month == as_of.month else None
 
 
 def _percent_axis(ax: Axes, label: str, decimals: int | None = None) -> None:
@@ -128,10 +162,19 @@ def _percent_axis(ax: Axes, label: str, decimals: int | None = None) -> None:
 
 
 def _money_axis(ax: Axes, label: str) -> None:
-    from matplotlib.ticker import FuncFormatter
-
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: short_number(v)))
+    _count_axis(ax)
     ax.set_ylabel(label)
+
+
+def _count_axis(ax: Axes) -> None:
+    """Ticks with thousands separators (1,200,000; from 1000T on, a power of ten), the value axis from 0."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    ax.yaxis.set_major_formatter(
+        FuncFormatter(lambda v, _pos: f"{v:,.0f}" if abs(v) < _SHORT_LIMIT else short_number(v))
+    )
+    ax.set_ylim(bottom=0)
 
 
 def _legend(fig: Figure, handles: list[Any], ncols: int, title: str | None = None) -> None:
@@ -197,20 +240,40 @@ def _text(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _render(name: str, title: str, caption: str, draw: Callable[[], tuple[Figure, int]]) -> Chart:
+def _render(
+    name: str,
+    title: str,
+    caption: str,
+    draw: Callable[[], tuple[Figure, int]],
+    value_axis: str = "y",
+    as_of: date | None = None,
+) -> Chart:
+    """Draw and render a chart; `value_axis` is the axis its values are on, `as_of` a month to date's date."""
     import matplotlib
 
     with matplotlib.rc_context(RC):
         fig, points = draw()
         axes = axis_labels(fig)
+        limits = [ax.get_ylim() if value_axis == "y" else ax.get_xlim() for ax in fig.axes]
         svg = to_svg(fig, name, title, desc="Axes: " + "; ".join(axes) if axes else "")
-    return Chart(name=name, title=title, svg=svg, points=points, caption=caption, axes=axes)
+    partial = _partial(as_of)
+    return Chart(
+        name=name,
+        title=title,
+        svg=svg,
+        points=points,
+        caption=caption,
+        axes=axes,
+        value_from=tuple(float(min(low, high)) for low, high in limits) if points else (),
+        partial=f"{partial:%Y-%m}" if partial and points and 'id="c-' + name + '-partial-month"' in svg else "",
+    )
 
 
 def _mtd_note(as_of: date | None) -> str:
-    if as_of is None:
+    partial = _partial(as_of)
+    if partial is None:
         return ""
-    return f" The last month, {as_of:%B %Y}, counts through {as_of.day} {as_of:%b}."
+    return f" The last month, {partial:%B %Y}, is month to date: it counts 1 to {partial.day} {partial:%b} (shaded)."
 
 
 # ------------------------------------------------------------------------------------ charts
@@ -278,11 +341,11 @@ def sales_cycle_chart(performance: Sequence[Row], as_of: date | None = None) -> 
         ax.plot(med_x, med_y, marker="s", ms=3, lw=1.4, color=ORANGE, ls="--", label="Median")
         ax.set_ylim(bottom=0)
         ax.set_ylabel("Cycle length, days")
-        _month_axis(ax, "Month of closing", performance)
+        _month_axis(ax, "Month of closing", performance, _partial(as_of))
         _legend(fig, ax.get_legend_handles_labels()[0], ncols=2)
         return fig, points
 
-    return _render("sales_cycle", title, caption, draw)
+    return _render("sales_cycle", title, caption, draw, as_of=as_of)
 
 
 def deal_size_chart(performance: Sequence[Row], currency: str, as_of: date | None = None) -> Chart:
@@ -298,10 +361,10 @@ def deal_size_chart(performance: Sequence[Row], currency: str, as_of: date | Non
             return fig, 0
         ax.bar(xs, ys, width=20, color=BLUE, label="Average won deal")
         _money_axis(ax, f"Average deal, {currency}")
-        _month_axis(ax, "Month of closing", performance)
+        _month_axis(ax, "Month of closing", performance, _partial(as_of))
         return fig, len(ys)
 
-    return _render("deal_size", title, caption, draw)
+    return _render("deal_size", title, caption, draw, as_of=as_of)
 
 
 def win_rate_chart(performance: Sequence[Row], as_of: date | None = None) -> Chart:
@@ -320,6 +383,7 @@ def win_rate_chart(performance: Sequence[Row], as_of: date | None = None) -> Cha
         ]
         bars = ax.twinx()
         bars.bar([c[0] for c in closed], [c[1] for c in closed], width=20, color="#d8dee4", label="Deals closed")
+        _count_axis(bars)
         bars.set_ylabel("Deals closed (won + lost)", color=GREY)
         bars.tick_params(axis="y", colors=GREY)
         bars.grid(False)
@@ -330,10 +394,13 @@ def win_rate_chart(performance: Sequence[Row], as_of: date | None = None) -> Cha
         ax.set_ylim(0, min(1.0, max(ys) * 1.25) if max(ys) > 0 else 1.0)
         _percent_axis(ax, "Win rate, %", decimals=0)
         _month_axis(ax, "Month of closing", performance)
+        partial = _partial(as_of)
+        if partial is not None and performance and performance[-1]["month"] == partial.replace(day=1):
+            _mark_partial(bars, partial)  # on the bars' axes, below the line's: behind the bars
         _legend(fig, ax.get_legend_handles_labels()[0] + bars.get_legend_handles_labels()[0], ncols=2)
         return fig, len(ys)
 
-    return _render("win_rate", title, caption, draw)
+    return _render("win_rate", title, caption, draw, as_of=as_of)
 
 
 def revenue_chart(revenue: Sequence[Row], currency: str, as_of: date | None = None) -> Chart:
@@ -356,7 +423,7 @@ def revenue_chart(revenue: Sequence[Row], currency: str, as_of: date | None = No
         ax.bar(xs, existing, width=20, color=LIGHT_BLUE, label="Existing customers")
         ax.bar(xs, new, width=20, bottom=existing, color=BLUE, label="New customers")
         _money_axis(ax, f"Revenue, {currency}")
-        _month_axis(ax, "Month of payment", rows)
+        _month_axis(ax, "Month of payment", rows, _partial(as_of))
         share = ax.twinx()
         sx, sy = _values(rows, "new_customer_revenue_share")
         share.plot(sx, sy, marker="o", ms=3, lw=1.5, color=ORANGE, label="New-customer share (right axis)")
@@ -368,7 +435,7 @@ def revenue_chart(revenue: Sequence[Row], currency: str, as_of: date | None = No
         ax.set_ylim(0, max(float(r["revenue"]) for r in rows) * 1.2 or 1.0)
         return fig, len(rows)
 
-    return _render("revenue", title, caption, draw)
+    return _render("revenue", title, caption, draw, as_of=as_of)
 
 
 def retention_chart(retention: Sequence[Row], as_of: date | None = None) -> Chart:
@@ -389,13 +456,19 @@ def retention_chart(retention: Sequence[Row], as_of: date | None = None) -> Char
             _no_data(bottom)
             return fig, 0
         top.plot(rx, ry, marker="o", ms=3, lw=2, color=GREEN, label="Retention rate (CRR)")
-        _percent_axis(top, "Retention, %", decimals=1)
+        # from 0 to 100 %: a retention of 92 % against 95 % must not look like a collapse
+        top.set_ylim(0, 1.0)
+        _percent_axis(top, "Retention, %", decimals=0)
         bottom.bar(cx, cy, width=20, color=RED, label="Churn rate")
+        bottom.set_ylim(bottom=0)
         _percent_axis(bottom, "Churn, %", decimals=1)
-        _month_axis(bottom, "Month", retention)
+        partial = _partial(as_of)
+        _month_axis(bottom, "Month", retention, partial)
+        if partial is not None and retention[-1]["month"] == partial.replace(day=1):
+            _mark_partial(top, partial, text=False)
         return fig, len(ry) + len(cy)
 
-    return _render("retention", title, caption, draw)
+    return _render("retention", title, caption, draw, as_of=as_of)
 
 
 def repeat_purchase_chart(repeat: Sequence[Row], as_of: date | None = None) -> Chart:
@@ -414,7 +487,7 @@ def repeat_purchase_chart(repeat: Sequence[Row], as_of: date | None = None) -> C
         ax.plot(xs, ys, marker="o", ms=3, lw=2, color=BLUE, label="Repeat-purchase rate")
         ax.set_ylim(0, min(1.0, max(ys) * 1.25) if max(ys) > 0 else 1.0)
         _percent_axis(ax, "Customers with ≥ 2 won deals, %", decimals=0)
-        _month_axis(ax, "Month (as of its last day)", repeat)
+        _month_axis(ax, "Month (as of its last day)", repeat, _partial(as_of))
         buyers = [
             (_month_dt(r["month"]), float(r["customers_with_purchase"]))
             for r in repeat
@@ -430,6 +503,7 @@ def repeat_purchase_chart(repeat: Sequence[Row], as_of: date | None = None) -> C
                 color=GREY,
                 label="Customers with a purchase (right axis)",
             )
+            _count_axis(count)
             count.set_ylabel("Customers with a purchase", color=GREY)
             count.tick_params(axis="y", colors=GREY)
             count.set_ylim(bottom=0)
@@ -438,7 +512,7 @@ def repeat_purchase_chart(repeat: Sequence[Row], as_of: date | None = None) -> C
             _legend(fig, ax.get_legend_handles_labels()[0] + count.get_legend_handles_labels()[0], ncols=2)
         return fig, len(ys)
 
-    return _render("repeat_purchase", title, caption, draw)
+    return _render("repeat_purchase", title, caption, draw, as_of=as_of)
 
 
 def stage_durations_chart(rows: Sequence[Row], months: tuple[date, date] | None = None) -> Chart:
@@ -480,7 +554,7 @@ def stage_durations_chart(rows: Sequence[Row], months: tuple[date, date] | None 
         ax.set_ylabel("Stage")
         return fig, len(values)
 
-    return _render("stage_durations", title, caption, draw)
+    return _render("stage_durations", title, caption, draw, value_axis="x")
 
 
 def all_charts(snapshot: Any, as_of: date | None, months: int) -> list[Chart]:

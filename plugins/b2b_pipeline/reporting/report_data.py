@@ -1,8 +1,15 @@
-"""What the nightly report reads: the published marts (schema `marts`) only, in one snapshot.
+"""What the nightly report reads: the published marts (schema `marts`), and the published core star
+(schema `core`) for one thing only, in one snapshot.
 
 Every query names its columns as docs/metrics.md (and the extra marts' YAML) define them, so columns
 added to a mart later change nothing here. A mart that is not published (a new warehouse, a
 schema without the extra marts) reads as empty and is listed in `MartsSnapshot.missing`.
+
+The one thing read from `core`: when the as-of date is not its month's last day, the marts' last
+month is month to date, and the marts hold no figure to compare it with like for like (the previous
+month is whole). `MartsSnapshot.same_days` holds the previous month's figures through the same day of
+the month, computed from `core.fct_deals`, `core.fct_invoices` and `core.fct_subscriptions` with the
+marts' own definitions (docs/metrics.md), as if that day had been the as-of date.
 
 Module names in this package are deliberately distinctive and imports absolute: in the Docker
 image Airflow's plugin loader imports every `.py` file under `plugins/` as a top-level module.
@@ -12,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
@@ -22,6 +29,7 @@ from b2b_pipeline.config import REPORTING_CURRENCY
 from b2b_pipeline.warehouse import connect
 
 PUBLISHED_MARTS_SCHEMA = "marts"
+PUBLISHED_CORE_SCHEMA = "core"  # published with the marts, in the same transaction (publish.py)
 # columns that, when a mart has one, name the reporting currency (none of the marts has one today;
 # without one the report says config.REPORTING_CURRENCY, the currency the marts are built in)
 CURRENCY_COLUMNS = ("reporting_currency", "currency")
@@ -53,6 +61,19 @@ class MartsSnapshot:
     stage_durations: list[Row] = field(default_factory=list)  # the last STAGE_MONTHS months (extra mart)
     stage_months: tuple[date, date] | None = None
     missing: list[str] = field(default_factory=list)  # marts that are not published
+    # the previous month through the as-of date's day (see the module's doc); None when the as-of month is
+    # whole (compare with the marts' previous month) or the core tables are not published
+    same_days: SameDays | None = None
+
+
+@dataclass(frozen=True)
+class SameDays:
+    """The previous month's figures from its first day through `end` (the as-of date's day of the month, or
+    the month's last day when it is shorter), as the marts would show them with `end` as the as-of date."""
+
+    start: date
+    end: date
+    values: Row  # the mart columns of `SAME_DAYS_COLUMNS`
 
 
 def _rows(cur: psycopg.Cursor[Row], query: sql.Composable, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
@@ -195,16 +216,107 @@ _CUSTOMERS = (
 )
 
 
+# The previous month through the same day, with the marts' definitions (docs/metrics.md) and the mart
+# SQL's own shape (dbt_project/models/marts/*.sql): (core table, query on it as `{t}`), with `%(start)s` ..
+# `%(end)s` the days counted and `%(before)s` the last day of the month before them.
+_SAME_DAYS: tuple[tuple[str, str], ...] = (
+    (  # sales_performance_monthly: the deals won in the days
+        "fct_deals",
+        "select count(*) as deals_won, coalesce(sum(amount_reporting), 0) as won_amount,"
+        " sum(amount_reporting) / nullif(count(*), 0) as avg_deal_size,"
+        " avg(cycle_days) as avg_cycle_days,"
+        " (percentile_cont(0.5) within group (order by cycle_days))::numeric as median_cycle_days"
+        " from {t} where is_won and close_date between %(start)s and %(end)s",
+    ),
+    (  # revenue_monthly: paid in the days; new = the customer's first paid month is this month
+        "fct_invoices",
+        "with paid as (select account_key, paid_date, paid_month, amount_paid_reporting from {t} where is_paid),"
+        " firsts as (select account_key, min(paid_month) as first_paid_month from paid"
+        "   where account_key is not null group by account_key)"
+        " select coalesce(sum(paid.amount_paid_reporting), 0) as revenue,"
+        " coalesce(sum(paid.amount_paid_reporting) filter (where firsts.first_paid_month = paid.paid_month), 0)"
+        "   as revenue_new_customers,"
+        " coalesce(sum(paid.amount_paid_reporting) filter (where firsts.first_paid_month = paid.paid_month), 0)"
+        "   / nullif(sum(paid.amount_paid_reporting), 0) as new_customer_revenue_share"
+        " from paid left join firsts on paid.account_key = firsts.account_key"
+        " where paid.paid_date between %(start)s and %(end)s",
+    ),
+    (  # repeat_purchase_monthly: customers with one, and two or more, won deals closed by the end
+        "fct_deals",
+        "with buyers as (select account_key, count(*) as purchases from {t}"
+        "   where is_won and account_key is not null and close_date <= %(end)s group by account_key)"
+        " select count(*) as customers_with_purchase,"
+        " count(*) filter (where purchases >= 2) as customers_with_repeat_purchase,"
+        " (count(*) filter (where purchases >= 2))::numeric / nullif(count(*), 0) as repeat_purchase_rate"
+        " from buyers",
+    ),
+    (  # retention_monthly: S = active on `before`, E = active on `end`
+        "fct_subscriptions",
+        "with customers as (select account_key,"
+        "   bool_or(start_date <= %(before)s and (cancel_date is null or cancel_date > %(before)s)) as in_s,"
+        "   bool_or(start_date <= %(end)s and (cancel_date is null or cancel_date > %(end)s)) as in_e"
+        "   from {t} where is_counted and account_key is not null group by account_key)"
+        " select count(*) filter (where in_s) as customers_start, count(*) filter (where in_e) as customers_end,"
+        " count(*) filter (where in_e and not in_s) as customers_new,"
+        " count(*) filter (where in_s and not in_e) as customers_churned,"
+        " (count(*) filter (where in_s and in_e))::numeric / nullif(count(*) filter (where in_s), 0)"
+        "   as retention_rate,"
+        " (count(*) filter (where in_s and not in_e))::numeric / nullif(count(*) filter (where in_s), 0)"
+        "   as churn_rate"
+        " from customers",
+    ),
+)
+
+
+def month_end(month: date) -> date:
+    return add_months(month, 1) - timedelta(days=1)
+
+
+def is_partial_month(as_of: date) -> bool:
+    """Whether the as-of month is month to date: the as-of date is not its month's last day."""
+    return as_of != month_end(month_start(as_of))
+
+
+def same_days_window(as_of: date) -> tuple[date, date, date]:
+    """(start, end, before) of the previous month's same days: its first day, the as-of date's day in it
+    (its last day when it is shorter), and the last day of the month before it."""
+    start = add_months(month_start(as_of), -1)
+    end = min(start + timedelta(days=as_of.day - 1), month_end(start))
+    return start, end, start - timedelta(days=1)
+
+
+def days_figures(cur: psycopg.Cursor[Row], core: str, start: date, end: date) -> Row:
+    """The monthly marts' figures of the days `start` .. `end` (within one month) from the core tables in
+    schema `core`, as the marts would show that month with `end` as the as-of date. Over a whole month they
+    are the marts' row of that month (tests/reporting/test_same_days.py checks it on a real night)."""
+    params = {"start": start, "end": end, "before": start - timedelta(days=1)}
+    values: Row = {}
+    for table, text in _SAME_DAYS:
+        values.update(_rows(cur, sql.SQL(text).format(t=sql.Identifier(core, table)), params)[0])
+    return values
+
+
+def _same_days(cur: psycopg.Cursor[Row], core: str, as_of: date) -> SameDays | None:
+    """The previous month through the as-of date's day, from the published core (None when a table is missing)."""
+    tables = _published(cur, core)
+    if any(table not in tables for table, _ in _SAME_DAYS):
+        return None
+    start, end, _before = same_days_window(as_of)
+    return SameDays(start=start, end=end, values=days_figures(cur, core, start, end))
+
+
 def read_marts(
     dsn: str,
     as_of: date | None = None,
     schema: str = PUBLISHED_MARTS_SCHEMA,
     currency: str | None = None,
+    core_schema: str = PUBLISHED_CORE_SCHEMA,
 ) -> MartsSnapshot:
     """Read what the report shows from the marts in `schema`, in one read-only snapshot.
 
     The per-rep and time-in-stage figures cover the last months up to the published as-of month
-    (`as_of` when the marts name none).
+    (`as_of` when the marts name none). When the published as-of date is not its month's last day, also
+    the previous month's same days from the core tables in `core_schema` (`MartsSnapshot.same_days`).
     """
     with connect(dsn) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -230,4 +342,6 @@ def read_marts(
             for read in _READS:
                 if read.mart in tables:
                     setattr(snap, read.attribute, _rows(cur, query(read.query, read.mart), read.params(snap)))
+            if snap.published_as_of is not None and is_partial_month(snap.published_as_of):
+                snap.same_days = _same_days(cur, core_schema, snap.published_as_of)
     return snap
