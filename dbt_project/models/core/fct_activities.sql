@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        on_schema_change='sync_all_columns',
+        on_schema_change='append_new_columns',
         indexes=[{'columns': ['activity_key']}],
         pre_hook="{{ core_patch_forget('activity_key', fct_activities_to_recompute, fct_activities_upstreams()) }}",
         post_hook="{{ core_patch_remember(fct_activities_upstreams()) }}"

@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        on_schema_change='sync_all_columns',
+        on_schema_change='append_new_columns',
         indexes=[{'columns': ['deal_key']}],
         pre_hook="{{ core_patch_forget('deal_key', fct_deal_stage_history_to_recompute, fct_deal_stage_history_upstreams()) }}",
         post_hook=[

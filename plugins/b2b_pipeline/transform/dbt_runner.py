@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 # star): the nightly DAG leaves them to the gate rather than scan the same tables twice.
 # tests/quality/test_suites.py holds each tagged test to its twin in expectations/core.yml.
 GATE_CHECKED_TESTS = "tag:checked_by_gate"
+# dbt's unit tests (the `unit_tests:` of the models' YAML) test the SQL on fixed rows, not the night's data:
+# every dbt invocation made here or by the DAG's tasks (dbt_environment) leaves them out, as dbt recommends
+# for production (`--exclude-resource-type unit_test`); the test suite runs them (`run_dbt(unit_tests=True)`).
+ENV_EXCLUDE_RESOURCE_TYPES = "DBT_EXCLUDE_RESOURCE_TYPES"
+UNIT_TEST = "unit_test"
 ENV_HOST = "B2B_PG_HOST"
 ENV_PORT = "B2B_PG_PORT"
 ENV_USER = "B2B_PG_USER"
@@ -126,10 +131,16 @@ def macros_checksum() -> str:
     return digest.hexdigest()
 
 
-def dbt_environment(dsn: str, threads: int | None = None) -> dict[str, str]:
-    """The environment the dbt profile reads: the `B2B_PG_*` variables of `dsn` and the thread
-    count (`threads`, else `B2B_DBT_THREADS`)."""
-    return {**dsn_to_env(dsn), DBT_THREADS_ENV: str(threads if threads is not None else dbt_threads())}
+def dbt_environment(dsn: str, threads: int | None = None, *, unit_tests: bool = False) -> dict[str, str]:
+    """The environment of a dbt invocation: the `B2B_PG_*` variables of `dsn` that the dbt profile
+    reads, the thread count (`threads`, else `B2B_DBT_THREADS`) and, unless `unit_tests`, dbt's
+    `DBT_EXCLUDE_RESOURCE_TYPES=unit_test` (no `build` or `test` runs the unit tests; an empty value,
+    dbt's default, excludes nothing)."""
+    return {
+        **dsn_to_env(dsn),
+        DBT_THREADS_ENV: str(threads if threads is not None else dbt_threads()),
+        ENV_EXCLUDE_RESOURCE_TYPES: "" if unit_tests else UNIT_TEST,
+    }
 
 
 def dsn_to_env(dsn: str) -> dict[str, str]:
@@ -244,6 +255,7 @@ def run_dbt(
     log_path: Path | None = None,
     threads: int | None = None,
     raise_on_failure: bool = True,
+    unit_tests: bool = False,
 ) -> DbtResult:
     """Run one dbt command in-process against the warehouse of `dsn` and return its result.
 
@@ -254,7 +266,9 @@ def run_dbt(
     directories to keep concurrent invocations (tests, candidate builds) apart.
 
     Raises `DbtError` (listing each failed node and its message) when dbt does not succeed, unless
-    `raise_on_failure` is false.
+    `raise_on_failure` is false. dbt's unit tests run only with `unit_tests` (e.g.
+    `run_dbt(["test", "--select", "test_type:unit"], ..., unit_tests=True)`); without it `build` and
+    `test` leave them out, as the night does.
     """
     from dbt.cli.main import dbtRunner
 
@@ -270,7 +284,7 @@ def run_dbt(
     if log_path is not None:
         args += ["--log-path", str(log_path)]
 
-    env = dbt_environment(dsn, threads)
+    env = dbt_environment(dsn, threads, unit_tests=unit_tests)
 
     log.info("dbt %s (project %s, database %s on %s)", " ".join(command), project, env[ENV_DBNAME], env[ENV_HOST])
     started = time.monotonic()
