@@ -30,6 +30,11 @@ from b2b_pipeline.warehouse import embedded_server, with_database
 from fingerprint import fingerprint  # tests/fingerprint.py
 from nights import AS_OF, COMPANY, ReferenceNight, b2b_run  # tests/nights.py
 
+# `dbt source freshness` (the gate's check of the sources) parses the dbt project in full for every new
+# warehouse, 10 to 17 s: the suite's nights skip it, except the reference night (`reference_night`) and
+# the freshness tests (tests/quality/test_gate.py), which turn it on.
+os.environ.setdefault("B2B_SOURCE_FRESHNESS", "off")
+
 
 def _backends() -> list[str]:
     return ["embedded", "server"] if os.environ.get("B2B_WAREHOUSE_DSN") else ["embedded"]
@@ -49,14 +54,19 @@ ROOT = Path(__file__).resolve().parent.parent
 @functools.cache
 def test_group(path: str) -> str:
     """The group of the tests of file `path` (relative to the repository): the first shared session
-    fixture a test of it takes, else the file itself."""
+    fixture a function of it takes as a parameter, else the file itself. `pytest_collection_modifyitems`
+    checks the scan against the fixtures pytest resolved for each test."""
     text = (ROOT / path).read_text(encoding="utf-8") if (ROOT / path).is_file() else ""
-    shared = [name for name in SHARED_SESSION_FIXTURES if re.search(rf"\b{name}\b *[:,)]", text)]
+    parameters = " ".join(re.findall(r"\bdef\s+\w+\s*\(([^)]*)\)", text))  # of every function, docstrings aside
+    shared = [name for name in SHARED_SESSION_FIXTURES if re.search(rf"\b{name}\b", parameters)]
     return shared[0] if shared else path
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """xdist's scope scheduler, its scope being the test's group."""
+    """xdist's scope scheduler, its scope being the test's group (with `--dist loadscope`, the default
+    here; another `--dist` on the command line keeps xdist's own scheduler)."""
+    if config.getoption("dist") != "loadscope":
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class ByGroup(LoadScopeScheduling):
@@ -83,7 +93,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if not once(item)]
 
-    groups = {item.nodeid: test_group(item.nodeid.split("::", 1)[0]) for item in items}
+    def path(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    groups = {item.nodeid: test_group(path(item)) for item in items}
+    for item in items:  # the text scan above must agree with what pytest resolved (fixtures of fixtures too)
+        taken = [name for name in SHARED_SESSION_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if taken and groups[item.nodeid] != taken[0]:
+            raise pytest.UsageError(
+                f"{item.nodeid} takes the session fixture {taken[0]} but its file is grouped as "
+                f"{groups[item.nodeid]!r}: name the fixture as a parameter of a test of the file"
+            )
     slow_groups = {groups[item.nodeid] for item in items if item.get_closest_marker("slow") is not None}
 
     def order(item: pytest.Item) -> int:
@@ -150,7 +170,7 @@ def reference_night(embedded_admin_dsn: str, tmp_path_factory: pytest.TempPathFa
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     dsn = with_database(embedded_admin_dsn, name)
     try:
-        run = b2b_run(home, dsn, AS_OF, drop)
+        run = b2b_run(home, dsn, AS_OF, drop, B2B_SOURCE_FRESHNESS="block")  # the night as shipped
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         yield ReferenceNight(drop=drop, home=home, dsn=dsn, run=run, marts=fingerprint(dsn))
     finally:

@@ -4,6 +4,7 @@ blocked night leaves the published marts exactly as they were (byte for byte).""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,10 @@ def test_publish_rerun_and_blocked_night(reference_night: ReferenceNight, tmp_pa
     assert {"sales_funnel", "revenue_monthly", "retention_monthly", "customer_value"} <= set(published)
     assert all(not value.startswith("0:") for value in published.values()), published
     assert (home / "reports" / AS_OF.isoformat() / "quality.html").is_file()
+    # the gate checked the freshness of the tables the night read (dbt source freshness)
+    gate = json.loads((home / "reports" / AS_OF.isoformat() / "gate.json").read_text())
+    freshness = {c["name"]: c["status"] for c in gate["checks"] if c["name"].startswith("raw.source_freshness.")}
+    assert freshness.get("raw.source_freshness.files.deals") == "passed", freshness
 
     # idempotent: the same night again loads nothing new and publishes identical marts
     again = b2b_run(home, warehouse, AS_OF, reference_night.drop)

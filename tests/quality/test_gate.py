@@ -445,6 +445,7 @@ def test_a_stale_source_warns_then_blocks_as_configured(
 ) -> None:
     """dbt source freshness on the night's file-drop tables: the sources' own thresholds (warn after
     36 h, error after 72 h without a load), past error_after blocking unless B2B_SOURCE_FRESHNESS=warn."""
+    monkeypatch.setenv("B2B_SOURCE_FRESHNESS", "block")  # the default (the suite turns it off: conftest.py)
     fresh = {c.name: c for c in check_freshness(night_db)}
     assert fresh and {c.status for c in fresh.values()} == {"passed"}
     assert (
@@ -465,6 +466,10 @@ def test_a_stale_source_warns_then_blocks_as_configured(
     assert "80.0 h ago" in customers.summary and "error after 72 h" in customers.summary
     assert stale["raw.source_freshness.files.deal_contacts"].status == "skipped"  # never loaded: not stale
     assert stale["raw.source_freshness.files.deals"].status == "passed"
+
+    # a source the night reads whose tables are missing (amoCRM never extracted here): like past error_after
+    missing = check_freshness(night_db, ["source:amocrm"])
+    assert missing and all(c.status == "blocked" and "could not be checked" in c.summary for c in missing)
 
     monkeypatch.setenv("B2B_SOURCE_FRESHNESS", "warn")
     assert {c.name for c in check_freshness(night_db) if c.status != "passed" and c.status != "skipped"} == {

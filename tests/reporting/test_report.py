@@ -101,6 +101,9 @@ def _page(path: Path) -> tuple[str, ReportPage]:
 def test_short_number() -> None:
     assert short_number(8_725_541) == "8.73M"
     assert short_number(25_000) == "25K"
+    # a mantissa that rounds up to 1000 takes the next unit, never "1e+03M"
+    assert (short_number(999_999), short_number(999_999_999), short_number(999.9995)) == ("1M", "1B", "1K")
+    assert short_number(999_999_999_999_999) == "1.00e+15"
     assert short_number(0) == "0"
     assert short_number(-1_500_000) == "-1.5M"
 

@@ -191,6 +191,8 @@ def test_without_the_core_tables_the_month_to_date_is_not_compared(warehouse: st
     assert all("data-compare" not in tiles[name] for name in MONTHLY)
     assert "no like-for-like figure" in path.read_text(encoding="utf-8")
     assert "Oct 2026:" not in path.read_text(encoding="utf-8")  # never the whole previous month
+    note = re.search(r'<p class="muted" data-note="partial">(.*?)</p>', path.read_text(encoding="utf-8"), re.S)
+    assert note and "its tiles are not compared" in note[1] and "same days of the previous month (" not in note[1]
 
 
 @pytest.mark.integration

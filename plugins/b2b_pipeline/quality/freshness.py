@@ -8,14 +8,16 @@ not deliver) is skipped: freshness catches a source that stopped, not one that n
 tables the night reads are checked: the source systems configured for it (`B2B_CRM_SOURCE`,
 `B2B_BILLING_SOURCE`) and, of the file drop, only the entities of the systems read from files.
 
-dbt parses the project for the command. Its target folder is `B2B_HOME/dbt/freshness/`, kept from night
-to night, so that dbt parses only what changed since the last night on the same warehouse (dbt's partial
-parsing; a change of warehouse or project parses in full, about 10 s). The first time, the folder starts
-from the state the manifest's `dbt parse` left in the project's `target/`.
+dbt parses the project for the command. Its target folder is `B2B_HOME/dbt/freshness/<warehouse>/`, kept
+from night to night, so that dbt parses only what changed since the last night on that warehouse (dbt's
+partial parsing holds for one warehouse; a new warehouse or a changed project parses in full, 10 to 17 s
+here). The first time, the folder starts from the state the manifest's `dbt parse` left in the project's
+`target/`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ from typing import Any
 from b2b_pipeline.config import b2b_home, billing_source, crm_source, dbt_project_dir, source_freshness_mode
 from b2b_pipeline.filedrop.spec import ENTITIES
 from b2b_pipeline.quality.result import CheckResult
-from b2b_pipeline.transform.dbt_runner import run_dbt
+from b2b_pipeline.transform.dbt_runner import ENV_DBNAME, ENV_HOST, ENV_PORT, dsn_to_env, run_dbt
 from b2b_pipeline.transform.manifest import PARTIAL_PARSE
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def check_freshness(dsn: str, selectors: Sequence[str] | None = None, mode: str 
     if mode == "off":
         return []
     chosen = list(selectors) if selectors is not None else night_selectors()
-    target = b2b_home() / "dbt" / "freshness"
+    target = b2b_home() / "dbt" / "freshness" / warehouse_key(dsn)
     target.mkdir(parents=True, exist_ok=True)
     saved = dbt_project_dir() / "target" / PARTIAL_PARSE
     if not (target / PARTIAL_PARSE).is_file() and saved.is_file():
@@ -71,6 +73,14 @@ def check_freshness(dsn: str, selectors: Sequence[str] | None = None, mode: str 
         if check.status in ("warned", "blocked"):
             log.warning("source freshness: %s %s: %s", check.table, check.status, check.summary)
     return sorted(checks, key=lambda c: c.name)
+
+
+def warehouse_key(dsn: str) -> str:
+    """A folder name of the warehouse (host, port, database; not the credentials): dbt's partial parsing
+    holds for one warehouse, and two gates on two warehouses must not share a target folder."""
+    env = dsn_to_env(dsn)
+    where = "|".join(env.get(key, "") for key in (ENV_HOST, ENV_PORT, ENV_DBNAME))
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 def _status_of(item: Any) -> str:

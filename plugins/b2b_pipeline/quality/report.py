@@ -10,7 +10,6 @@ verdict is costs nothing.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from b2b_pipeline.config import reports_dir
-from b2b_pipeline.files import write_atomically
+from b2b_pipeline.files import open_folder, write_atomically
 from b2b_pipeline.page_style import templates
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 LAYER_ORDER = ("raw", "staging", "core", "marts")
 # a night's folder, whatever the umask: others (the web server, the Airflow plugin, other users) can list
 # and read it; its files are `files.READABLE` (0o644)
-FOLDER_MODE = 0o755
 
 
 def report_dir(home: Path, as_of: date) -> Path:
@@ -66,7 +64,7 @@ def write_reports(result: GateResult, home: Path) -> ReportPaths:
     document["report"] = str(paths.html)
     write_atomically(paths.json, json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
     write_atomically(paths.html, render_html(result))
-    os.chmod(paths.html.parent, FOLDER_MODE)
+    open_folder(paths.html.parent)
     return paths
 
 

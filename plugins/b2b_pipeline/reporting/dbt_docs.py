@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from b2b_pipeline.config import reports_dir
-from b2b_pipeline.files import READABLE
-from b2b_pipeline.quality.report import FOLDER_MODE
+from b2b_pipeline.files import READABLE, open_folder
 from b2b_pipeline.reporting.report_data import latest_published_as_of
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def build_dbt_docs(dsn: str, home: Path, *, as_of: date | None = None) -> Path:
     home = Path(home)
     out = dbt_docs_dir(home)
     out.mkdir(parents=True, exist_ok=True)
-    os.chmod(out, FOLDER_MODE)  # readable by all whatever the umask, as the nights' folders
+    open_folder(out)  # readable by all whatever the umask, as the nights' folders
     if as_of is None:
         try:
             as_of = latest_published_as_of(dsn)

@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from b2b_pipeline.reporting.report_data import Row
+from b2b_pipeline.reporting.report_data import Row, is_partial_month
 from b2b_pipeline.stages import cycle_stage_keys, stage_labels
 
 if TYPE_CHECKING:
@@ -81,12 +81,13 @@ def short_number(value: float | Decimal) -> str:
     number = value if isinstance(value, Decimal) else Decimal(str(float(value)))
     if not number.is_finite():
         return str(value)
-    magnitude = abs(number)
-    if magnitude >= _SHORT_LIMIT:
+    if abs(number) >= _SHORT_LIMIT:
         return f"{number:.2e}"
-    for limit, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
-        if magnitude >= limit:
-            return f"{float(number / limit):.3g}{suffix}"
+    units = ((1, ""), (10**3, "K"), (10**6, "M"), (10**9, "B"), (10**12, "T"))
+    for limit, suffix in reversed(units):
+        mantissa = f"{float(number / limit):.3g}"
+        if abs(float(mantissa)) >= 1:  # the largest unit the number reaches, after rounding (999,999 -> 1M)
+            return f"{number:.2e}" if abs(float(mantissa)) >= 1000 else mantissa + suffix
     return f"{float(number):.3g}"
 
 
@@ -151,7 +152,7 @@ def _mark_partial(ax: Axes, as_of: date, text: bool = True) -> None:
 
 def _partial(as_of: date | None) -> date | None:
     """`as_of` when its month is month to date (not its month's last day), else None."""
-    return as_of if as_of is not None and (as_of + timedelta(days=1)).month == as_of.month else None
+    return as_of if as_of is not None and is_partial_month(as_of) else None
 
 
 def _percent_axis(ax: Axes, label: str, decimals: int | None = None) -> None:

@@ -9,7 +9,8 @@ The one thing read from `core`: when the as-of date is not its month's last day,
 month is month to date, and the marts hold no figure to compare it with like for like (the previous
 month is whole). `MartsSnapshot.same_days` holds the previous month's figures through the same day of
 the month, computed from `core.fct_deals`, `core.fct_invoices` and `core.fct_subscriptions` with the
-marts' own definitions (docs/metrics.md), as if that day had been the as-of date.
+marts' own definitions (docs/metrics.md), with what is known as of the published as-of date (a deal
+closed late in October but recorded in November counts in October's days).
 
 Module names in this package are deliberately distinctive and imports absolute: in the Docker
 image Airflow's plugin loader imports every `.py` file under `plugins/` as a top-level module.
@@ -69,7 +70,8 @@ class MartsSnapshot:
 @dataclass(frozen=True)
 class SameDays:
     """The previous month's figures from its first day through `end` (the as-of date's day of the month, or
-    the month's last day when it is shorter), as the marts would show them with `end` as the as-of date."""
+    the month's last day when it is shorter), by the marts' definitions, with what is known as of the
+    published as-of date."""
 
     start: date
     end: date
@@ -287,7 +289,8 @@ def same_days_window(as_of: date) -> tuple[date, date, date]:
 
 def days_figures(cur: psycopg.Cursor[Row], core: str, start: date, end: date) -> Row:
     """The monthly marts' figures of the days `start` .. `end` (within one month) from the core tables in
-    schema `core`, as the marts would show that month with `end` as the as-of date. Over a whole month they
+    schema `core`, by the marts' definitions, with what the core knows now (not as it stood on `end`). Over a
+    whole month they
     are the marts' row of that month (tests/reporting/test_same_days.py checks it on a real night)."""
     params = {"start": start, "end": end, "before": start - timedelta(days=1)}
     values: Row = {}

@@ -26,8 +26,8 @@ from b2b_pipeline.reporting.report_data import (
     Row,
     add_months,
     is_partial_month,
-    month_end,
     month_start,
+    same_days_window,
 )
 
 # the funnel's stages whose counts make the overall conversion: from the lead to the signed sale
@@ -50,13 +50,13 @@ def period_of(as_of: date) -> Period:
     previous = add_months(month, -1)
     if not is_partial_month(as_of):
         return Period(as_of, month, False, f"{month:%b %Y}", f"{previous:%b %Y}")
-    end = min(as_of.day, month_end(previous).day)
+    _, end, _ = same_days_window(as_of)
     return Period(
         as_of,
         month,
         True,
         f"{month:%b %Y} to date (1–{as_of.day} {as_of:%b})",
-        f"1–{end} {previous:%b}",
+        f"1–{end.day} {previous:%b}",
     )
 
 

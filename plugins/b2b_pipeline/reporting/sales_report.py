@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from b2b_pipeline.config import reports_dir
-from b2b_pipeline.files import READABLE, write_atomically
+from b2b_pipeline.files import READABLE, open_folder, write_atomically
 from b2b_pipeline.page_style import exact, templates, thousands
-from b2b_pipeline.quality.report import FOLDER_MODE, gate_result_path, html_report_path, report_dir
+from b2b_pipeline.quality.report import gate_result_path, html_report_path, report_dir
 from b2b_pipeline.reporting.dbt_docs import dbt_docs_page
 from b2b_pipeline.reporting.report_charts import Chart, all_charts
 from b2b_pipeline.reporting.report_data import (
@@ -279,7 +279,8 @@ def build_report(
 
     Also writes `report.json` (the as-of dates, the currency, the gate status, the tiles' values, the points
     of each chart) and copies both, with the night's `quality.html`, into `reports/latest/` unless that holds
-    a later night's report. Files are `FILE_MODE` and their folders `FOLDER_MODE`, whatever the umask.
+    a later night's report. Files are `FILE_MODE` and their folders readable by all (`files.open_folder`),
+    whatever the umask.
     `currency` overrides the reporting currency (default: a currency column of the marts, else
     `b2b_pipeline.config.REPORTING_CURRENCY`).
     """
@@ -353,15 +354,12 @@ def build_report(
 
 def _write(path: Path, text: str) -> None:
     """Write a report file whole (`files.write_atomically`), readable by all: the file `FILE_MODE`, its
-    folder and `reports/` `FOLDER_MODE` (a umask of 077, as daemons often have, would hide them)."""
+    folder and `reports/` opened up (`files.open_folder`): a umask of 077, as daemons often have, would hide
+    them."""
     write_atomically(path, text)
     os.chmod(path, FILE_MODE)
     for folder in (path.parent, path.parent.parent):
-        if folder.stat().st_mode & 0o777 != FOLDER_MODE:
-            try:
-                os.chmod(folder, FOLDER_MODE)
-            except PermissionError:  # another user's folder: theirs to open up
-                log.warning("cannot make %s readable by all (mode %o)", folder, folder.stat().st_mode & 0o777)
+        open_folder(folder)
 
 
 def nights_that_ran(dsn: str) -> list[date]:

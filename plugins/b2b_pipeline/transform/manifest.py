@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 PROJECT_FOLDERS = ("models", "macros", "seeds", "tests", "snapshots", "analyses")
 LOCK_FILE = ".parse.lock"
+PARSE_FOLDER_PREFIX = ".parse-"
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 
@@ -47,15 +48,21 @@ def ensure_manifest(dsn: str) -> Path:
     target = manifest.parent
     target.mkdir(parents=True, exist_ok=True)
     with open(target / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process's dbt parse of %s", target.parent)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in target.glob(PARSE_FOLDER_PREFIX + "*"):  # a parse killed midway (under the lock: none runs)
+            shutil.rmtree(leftover, ignore_errors=True)
         if manifest_is_stale():  # again, under the lock: another process may have parsed meanwhile
             log.info("parsing the dbt project into %s", manifest)
-            with tempfile.TemporaryDirectory(dir=target, prefix=".parse-") as folder:
+            with tempfile.TemporaryDirectory(dir=target, prefix=PARSE_FOLDER_PREFIX) as folder:
                 parsed = Path(folder)
                 if (target / PARTIAL_PARSE).is_file():
                     shutil.copy2(target / PARTIAL_PARSE, parsed / PARTIAL_PARSE)
-                run_dbt(["parse"], dsn=dsn, vars={}, target_path=parsed)
-                written = sorted(path.name for path in parsed.iterdir() if path.is_file())
+                run_dbt(["parse"], dsn=dsn, vars={}, target_path=parsed, log_path=parsed)
+                written = sorted(path.name for path in parsed.iterdir() if path.is_file() and path.suffix != ".log")
                 for name in [n for n in written if n != manifest.name] + [manifest.name]:
                     os.replace(parsed / name, target / name)
     return manifest
