@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.table import Table
 from typer.testing import CliRunner, Result
 
 from b2b_pipeline.cli import app
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.publish import publish
-from b2b_pipeline.quality.commands import MANUAL_HOME
+from b2b_pipeline.quality.commands import MANUAL_HOME, print_table
 from b2b_pipeline.quality.report import gate_result_path
 from b2b_pipeline.warehouse import connect
 
@@ -129,3 +130,17 @@ def test_bad_options_are_errors_not_verdicts(warehouse: str) -> None:
     assert bad_date.exit_code == 1 and "is not a date" in bad_date.output
     bad_layer = b2b("gate", "run", "--date", DATE, "--layers", "raw,mart")
     assert bad_layer.exit_code == 1 and "--layers takes" in bad_layer.output
+
+
+def test_a_piped_table_keeps_each_name_on_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Piped or captured (not a terminal), a table is as wide as its longest row, up to 200 columns, whatever
+    the console's width: a log can be searched for a check's name or an operator's note."""
+    monkeypatch.setenv("COLUMNS", "80")
+    table = Table()
+    table.add_column("check")
+    table.add_column("note")
+    table.add_row("raw.source_freshness.files.deal_stage_history", "test: the fax activities are known junk " * 2)
+    print_table(table)
+    out = capsys.readouterr().out
+    assert "raw.source_freshness.files.deal_stage_history" in out
+    assert "test: the fax activities are known junk " * 2 in out

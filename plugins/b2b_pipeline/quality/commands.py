@@ -200,7 +200,7 @@ def history_command(
             "" if row["accepted"] else str(row["warnings"]),
             escape(detail or ""),
         )
-    console.print(table)
+    print_table(table)
 
 
 def read_history(dsn: str, limit: int) -> list[dict[str, Any]] | None:
@@ -217,6 +217,13 @@ def read_history(dsn: str, limit: int) -> list[dict[str, Any]] | None:
         )
         names = [column.name for column in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def print_table(table: Table) -> None:
+    """A table on the terminal's width; piped to a file or captured, as wide as it needs (up to LOG_WIDTH),
+    so that a log keeps each check's name and each note on one line."""
+    wide = console if console.is_terminal else Console(file=console.file, width=max(console.width, LOG_WIDTH))
+    wide.print(table)
 
 
 def print_checks(result: GateResult, *, show_all: bool = False) -> None:
@@ -243,10 +250,7 @@ def print_checks(result: GateResult, *, show_all: bool = False) -> None:
             format_tolerance(check.tolerance),
         )
     if shown:
-        # piped to a file or captured, a table is as wide as it needs (up to LOG_WIDTH): a log keeps each
-        # check's name on one line; a terminal gets its own width
-        wide = console if console.is_terminal else Console(file=console.file, width=max(console.width, LOG_WIDTH))
-        wide.print(table)
+        print_table(table)
     if hidden:
         console.print(f"{hidden} passed check(s) not listed (--all lists every check).")
 
