@@ -2,7 +2,10 @@
 
 Wiring only: every task calls a function of the `b2b_pipeline` package, and the dbt
 task group is rendered by cosmos from the compiled manifest (no dbt at parse time).
-Nothing here touches a database or the network when the file is parsed.
+Nothing here touches a database or the network when the file is parsed. The schedule runs at
+04:00 on the reporting time zone's clock (the setting `reporting_timezone`, read from b2b.yml or
+B2B_REPORTING_TIMEZONE), when the as-of day is over there, clear of the hours daylight saving
+skips or repeats.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
 from b2b_pipeline.config import dbt_project_dir
+from b2b_pipeline.night import schedule_timezone
 from b2b_pipeline.orchestration.callbacks import notify_failure
 from b2b_pipeline.orchestration.dbt_watcher import run_producer_first
 from b2b_pipeline.orchestration.task_guard import (
@@ -24,7 +28,7 @@ from b2b_pipeline.orchestration.task_guard import (
     release_night_on_retry,
     release_night_on_success,
 )
-from b2b_pipeline.transform.dbt_runner import GATE_CHECKED_TESTS, night_vars
+from b2b_pipeline.transform.dbt_runner import GATE_CHECKED_TESTS, night_settings_templates, night_vars
 from b2b_pipeline.transform.manifest import dbt_manifest_path
 
 PUBLISHED_MARTS = Asset(name="b2b_published_marts", uri="b2b://warehouse/marts")
@@ -33,8 +37,8 @@ NIGHT = "ti.xcom_pull(task_ids='resolve_night')"
 
 @dag(
     dag_id="b2b_sales_nightly",
-    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=CronDataIntervalTimetable("0 4 * * *", timezone=schedule_timezone()),
+    start_date=pendulum.datetime(2026, 1, 1, tz=schedule_timezone()),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=4),
@@ -53,8 +57,9 @@ NIGHT = "ti.xcom_pull(task_ids='resolve_night')"
 )
 def b2b_sales_nightly() -> None:
     @task
-    def resolve_night() -> dict[str, str]:
-        """Name the night: its as-of date and drop folder (conf, else data interval and B2B_SOURCE_DIR)."""
+    def resolve_night() -> dict:
+        """Name the night: its as-of date and drop folder (conf, else data interval and B2B_SOURCE_DIR),
+        and fix its settings (b2b.yml or B2B_* variables) for every later task."""
         from b2b_pipeline.night import resolve_night as resolve
 
         context = get_current_context()
@@ -116,7 +121,8 @@ def b2b_sales_nightly() -> None:
             # no debug log file: cosmos runs dbt in a temporary copy of the project and deletes
             # it, log file and all, when the task ends (the task log keeps dbt's info lines)
             "dbt_cmd_flags": ["--log-level-file", "none"],
-            "vars": night_vars("{{ " + NIGHT + "['as_of_date'] }}"),
+            # the night's as-of date and settings as its first task fixed them (resolve_night)
+            "vars": night_vars("{{ " + NIGHT + "['as_of_date'] }}", settings=night_settings_templates(NIGHT)),
         },
     )
 

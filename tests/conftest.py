@@ -34,6 +34,10 @@ from nights import AS_OF, COMPANY, ReferenceNight, b2b_run  # tests/nights.py
 # warehouse, 10 to 17 s: the suite's nights skip it, except the reference night (`reference_night`) and
 # the freshness tests (tests/quality/test_gate.py), which turn it on.
 os.environ.setdefault("B2B_SOURCE_FRESHNESS", "off")
+# The suite's numbers are the defaults' (RUB, UTC, every pipeline): a developer's own settings in the
+# environment do not reach it; the tests of other settings set them themselves.
+for _setting in ("REPORTING_CURRENCY", "FX_BASE_CURRENCY", "REPORTING_TIMEZONE", "SALES_PIPELINES", "SETTINGS_FILE"):
+    os.environ.pop(f"B2B_{_setting}", None)
 
 
 def _backends() -> list[str]:

@@ -42,7 +42,7 @@
     {%- for unique_id in seen | sort -%}
         {%- do checksums.append(unique_id ~ '=' ~ graph.nodes[unique_id].checksum.checksum) -%}
     {%- endfor -%}
-    {%- do checksums.append('macros=' ~ var('macros_checksum', '') ~ ',' ~ source_systems()) -%}
+    {%- do checksums.append('macros=' ~ var('macros_checksum', '') ~ ',' ~ night_settings_key()) -%}
     {{- return(local_md5(checksums | join(','))) -}}
 {%- endmacro %}
 

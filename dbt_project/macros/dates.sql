@@ -1,11 +1,15 @@
-{# The UTC calendar date of a timestamptz (docs/metrics.md: a "date" is the UTC date). #}
-{% macro utc_date(column) -%}
-    (({{ column }} at time zone 'UTC')::date)
+{#
+    The calendar date of a timestamptz in the reporting time zone (docs/metrics.md, "Conventions": a
+    "date" is the date on the wall clock of `reporting_timezone`, UTC by default; timestamps stay
+    stored in UTC).
+#}
+{% macro reporting_date(column) -%}
+    (({{ column }} at time zone {{ reporting_timezone() }})::date)
 {%- endmacro %}
 
-{# The UTC calendar month of a timestamptz, as the date of its first day. #}
-{% macro utc_month(column) -%}
-    (date_trunc('month', {{ column }} at time zone 'UTC')::date)
+{# The calendar month of a timestamptz in the reporting time zone, as the date of its first day. #}
+{% macro reporting_month(column) -%}
+    (date_trunc('month', {{ column }} at time zone {{ reporting_timezone() }})::date)
 {%- endmacro %}
 
 {# The month (first day) of a date. #}

@@ -33,16 +33,22 @@
     another checksum than a night's, so such a run rebuilds in full: never a stale table.
 #}
 {% macro sql_checksum() -%}
-    {{- return(local_md5(model.checksum.checksum ~ ':' ~ var('macros_checksum', '') ~ ':' ~ source_systems())) -}}
+    {{- return(local_md5(model.checksum.checksum ~ ':' ~ var('macros_checksum', '') ~ ':' ~ night_settings_key())) -}}
 {%- endmacro %}
 
 {#
-    The night's source systems (the vars crm_source and billing_source, which night_vars sets from
-    B2B_CRM_SOURCE and B2B_BILLING_SOURCE), as one string: part of every recorded checksum, so that
-    switching a source rebuilds the incremental models in full.
+    The night's source systems and reporting time zone (the vars crm_source, billing_source and
+    reporting_timezone, which night_vars sets from b2b.yml or B2B_* variables), as one string: part of
+    every recorded checksum, so that switching a source or the zone (which moves the cutoff and every
+    date) rebuilds the incremental models in full rather than mixing old and new rows in one table.
+    No incremental model holds a converted amount or depends on the pipelines that count: the tables
+    that do are rebuilt every night.
 #}
-{% macro source_systems() -%}
-    {{- return('crm=' ~ var('crm_source', 'files') ~ ',billing=' ~ var('billing_source', 'files')) -}}
+{% macro night_settings_key() -%}
+    {{- return(
+        'crm=' ~ var('crm_source', 'files') ~ ',billing=' ~ var('billing_source', 'files')
+        ~ ',zone=' ~ reporting_timezone()
+    ) -}}
 {%- endmacro %}
 
 {#
@@ -120,7 +126,7 @@
 #}
 {% macro latest_versions_changed_keys(base, key_columns, state, has_updated_at=true, crossing=[]) -%}
     {%- set last_cutoff -%}
-        ((date '{{ state.as_of_date }}' + 1)::timestamp at time zone 'UTC')
+        {{ day_start_literal(state.as_of_date) }}
     {%- endset -%}
     select {{ key_columns | join(', ') }}
     from {{ base }}

@@ -20,11 +20,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from rich.table import Table
 
 from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
-from b2b_pipeline.config import CRM_SOURCES, REPORTING_CURRENCY, b2b_home
+from b2b_pipeline.config import CRM_SOURCES, b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.filedrop.spec import SYSTEMS
 from b2b_pipeline.night import Night
-from b2b_pipeline.quality.commands import gate_app
+from b2b_pipeline.quality.commands import gate_app, print_table
 from b2b_pipeline.warehouse import WarehouseUnavailable, check_warehouse, one_line, redact, warehouse_dsn
 
 app = typer.Typer(
@@ -33,6 +33,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(gate_app, name="gate")
+config_app = typer.Typer(
+    help="The deployment's settings (b2b.yml under B2B_HOME, or B2B_* variables).", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
 console = Console(file=sys.__stdout__)
 err = Console(file=sys.__stderr__)
 
@@ -111,7 +115,10 @@ def load(
 @app.command()
 def run(
     date_: Annotated[
-        str, typer.Option("--date", help="The night's as-of date D (it counts data before D+1 00:00 UTC).")
+        str,
+        typer.Option(
+            "--date", help="The night's as-of date D (it counts data before D+1 00:00 of the reporting time zone)."
+        ),
     ],
     source_dir: Annotated[Path, typer.Option(help="The drop root (holding crm/ and billing/).")],
     no_wait: Annotated[
@@ -268,6 +275,29 @@ def report(
         err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
     console.print(f"Report: {path}")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings and where each comes from: the default, the settings file or an
+    environment variable (which wins over the file). Exit 1 naming the bad value when one is invalid."""
+    from b2b_pipeline.config import effective_settings, settings_file
+
+    try:
+        settings = effective_settings()
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    path = settings_file()
+    console.print(
+        f"Settings file: {path}" + ("" if path.is_file() else " (not present: defaults and environment only)")
+    )
+    table = Table()
+    for column in ("setting", "value", "from", "variable", "meaning"):
+        table.add_column(column, overflow="fold")
+    for setting in settings:
+        table.add_row(setting.key, escape(setting.value), escape(setting.origin), setting.env, setting.help)
+    print_table(table)
 
 
 @app.command()
@@ -480,9 +510,15 @@ def _run_night(night: Night, wait: bool = True) -> int:
     The warehouse is checked first (a wrong URL, login or database fails in seconds, with the
     cause); then the night holds B2B_HOME's lock and the warehouse's night lock until it ends.
     """
+    from b2b_pipeline.config import effective_settings
     from b2b_pipeline.night_lock import HomeLockBusy, NightLockBusy, home_lock, new_run_id, night_lock
 
     home = b2b_home()
+    try:
+        effective_settings()  # a bad setting stops the night before anything runs, naming where it is
+    except ValueError as exc:
+        err.print(f"[red]Failed[/red]: {escape(str(exc))}", soft_wrap=True)
+        return 1
     dsn = _dsn()
     try:
         check_warehouse(dsn)
@@ -562,7 +598,9 @@ def _print_headline(dsn: str, night: Night) -> None:
     from b2b_pipeline.nightly import headline_metrics
 
     metrics = headline_metrics(dsn, night.as_of)
-    table = Table(title=f"Headline metrics, {night.as_of:%B %Y} to {night.as_of}")
+    currency = metrics.pop("reporting_currency")
+    zone = metrics.pop("reporting_timezone")
+    table = Table(title=f"Headline metrics, {night.as_of:%B %Y} to {night.as_of} ({zone}), amounts in {currency}")
     table.add_column("metric")
     table.add_column("value", justify="right", overflow="fold")  # a long amount wraps, never "…"
     for name, value in metrics.items():
@@ -577,5 +615,5 @@ def _print_headline(dsn: str, night: Night) -> None:
         else:
             shown = f"{number:,}"
         money = name in ("won_amount", "avg_deal_size", "revenue", "potential_value")
-        table.add_row(name.replace("_", " ") + (f" ({REPORTING_CURRENCY})" if money else ""), shown)
+        table.add_row(name.replace("_", " ") + (f" ({currency})" if money else ""), shown)
     console.print(table)

@@ -18,6 +18,7 @@ from b2b_pipeline.config import b2b_home
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.night import Night
 from b2b_pipeline.reporting.dbt_docs import build_dbt_docs, dbt_docs_page
+from b2b_pipeline.reporting.report_data import published_settings
 from b2b_pipeline.reporting.sales_report import build_report
 from b2b_pipeline.sources.registry import ApiConnection, extract_api
 from b2b_pipeline.transform.manifest import dbt_manifest_path
@@ -74,11 +75,18 @@ def headline_metrics(dsn: str, as_of: date, schema: str = "marts") -> dict[str, 
     `"100000000000000000000000000000.00"`, never a float: the result is the DAG's `summary` task
     value, and Airflow's XCom serialiser turns a Decimal with a fractional part into a float
     (`airflow.sdk.serde.serializers.bignum`), which would print float noise. `Decimal(text)` reads
-    one back exactly; None stays None (nothing that month).
+    one back exactly; None stays None (nothing that month). Also `reporting_currency` and
+    `reporting_timezone`, the settings the marts were built with (marts.reporting_settings; the
+    defaults for marts published before it existed).
     """
     with connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute(HEADLINE_SQL.replace("{marts}", schema), {"as_of": as_of}).fetchone() or {}
-    return {k: (f"{v:f}" if isinstance(v, Decimal) else v) for k, v in row.items()}
+        settings = published_settings(cur, schema)
+    return {
+        **{k: (f"{v:f}" if isinstance(v, Decimal) else v) for k, v in row.items()},
+        "reporting_currency": settings.currency,
+        "reporting_timezone": settings.timezone,
+    }
 
 
 def publish_report(dsn: str, as_of: date) -> str | None:

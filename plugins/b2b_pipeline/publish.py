@@ -30,6 +30,8 @@ from b2b_pipeline.warehouse import connect
 log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMAS: tuple[str, ...] = ("core", "marts")
+# the one-row mart of the settings the marts were built with (docs/metrics.md marts.reporting_settings)
+SETTINGS_MART = "reporting_settings"
 BI_READER = "bi_reader"
 # personal data stays out of bi_reader's reach even in published schemas: (schema, table)
 PRIVATE_TABLES: tuple[tuple[str, str], ...] = (("core", "dim_contacts"),)

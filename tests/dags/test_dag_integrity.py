@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,33 @@ def test_schedule_is_a_nightly_data_interval(dagbag) -> None:
 
     dag = dagbag.dags[DAG_ID]
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
-    assert dag.timetable.expression == "0 2 * * *"
-    assert str(dag.timetable.timezone) in ("UTC", "Timezone('UTC')")
+    assert dag.timetable.expression == "0 4 * * *"
+    assert str(dag.timetable.timezone) in ("UTC", "Timezone('UTC')")  # the default reporting_timezone
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     assert [f.__name__ for f in dag.default_args["on_failure_callback"]] == [
         "notify_failure",
         "release_night_on_failure",
     ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "zone"), [("Europe/Moscow", "Europe/Moscow"), ("Europe/Moskow", "UTC")], ids=["moscow", "invalid"]
+)
+def test_the_schedule_follows_the_reporting_time_zone(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, setting: str, zone: str
+) -> None:
+    """04:00 on the reporting time zone's clock; an invalid zone still loads the DAG (on UTC), and its
+    first task then fails naming the value (tests/test_night.py)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("B2B_HOME", str(tmp_path))
+    monkeypatch.setenv("B2B_REPORTING_TIMEZONE", setting)
+    bag = DagBag(dag_folder=str(dags_folder()))
+    assert bag.import_errors == {}
+    timetable = bag.dags[DAG_ID].timetable
+    assert timetable.expression == "0 4 * * *"
+    assert zone in str(timetable.timezone)
 
 
 def test_every_task_holds_the_night_lock(dagbag) -> None:
@@ -150,7 +170,7 @@ def test_the_dag_file_touches_no_database_at_parse_time(monkeypatch: pytest.Monk
 def test_dbt_runs_with_the_projects_one_profile(dagbag) -> None:
     """cosmos runs dbt with `dbt_project/profiles.yml`, the profile `run_dbt` uses, and the night's vars."""
     from b2b_pipeline.config import dbt_project_dir
-    from b2b_pipeline.transform.dbt_runner import night_vars
+    from b2b_pipeline.transform.dbt_runner import night_settings_templates, night_vars
 
     dbt_tasks = [t for t in dagbag.dags[DAG_ID].tasks if hasattr(t, "profile_config")]
     assert dbt_tasks
@@ -158,4 +178,45 @@ def test_dbt_runs_with_the_projects_one_profile(dagbag) -> None:
         assert Path(task.profile_config.profiles_yml_filepath) == dbt_project_dir() / "profiles.yml", task.task_id
         assert task.profile_config.profile_mapping is None, task.task_id
     producer = next(t for t in dbt_tasks if t.task_id.endswith("dbt_producer_watcher"))
-    assert producer.vars == night_vars("{{ ti.xcom_pull(task_ids='resolve_night')['as_of_date'] }}")
+    night = "ti.xcom_pull(task_ids='resolve_night')"
+    assert producer.vars == night_vars("{{ " + night + "['as_of_date'] }}", settings=night_settings_templates(night))
+
+
+def test_the_dbt_vars_render_the_settings_the_night_fixed() -> None:
+    """The settings reach dbt as resolve_night fixed them (its XCom), rendered as Airflow renders the
+    templates: text as is, the list of pipelines as JSON text (read back by the macro sales_pipelines_list)."""
+    import jinja2
+
+    from b2b_pipeline.night import Night
+    from b2b_pipeline.transform.dbt_runner import night_settings_templates
+
+    fixed = Night(
+        date(2026, 11, 25),
+        Path("/drop"),
+        settings={
+            "reporting_currency": "EUR",
+            "fx_base_currency": "RUB",
+            "reporting_timezone": "Europe/Moscow",
+            "sales_pipelines": ["Sales, EU", "5521"],
+            "crm_source": "amocrm",
+            "billing_source": "files",
+        },
+    ).as_dict()
+
+    class TaskInstance:
+        def xcom_pull(self, task_ids: str) -> dict:
+            assert task_ids == "resolve_night"
+            return fixed
+
+    rendered = {
+        key: jinja2.Environment().from_string(template).render(ti=TaskInstance())
+        for key, template in night_settings_templates("ti.xcom_pull(task_ids='resolve_night')").items()
+    }
+    assert rendered == {
+        "reporting_currency": "EUR",
+        "fx_base_currency": "RUB",
+        "reporting_timezone": "Europe/Moscow",
+        "sales_pipelines": '["Sales, EU", "5521"]',
+        "crm_source": "amocrm",
+        "billing_source": "files",
+    }

@@ -6,9 +6,22 @@ column contract of `b2b_pipeline.filedrop.spec` alone; it is the check on the
 dbt models. It favours being obviously correct over speed: every record is a
 dict, every mart a loop over months or deals.
 
-    compute_marts(drop_dir, as_of, reporting_currency="RUB") -> {mart name: DataFrame}
-    compute_accounts(drop_dir, as_of) -> DataFrame  (one row per billing customer: its account and match_method)
+    compute_marts(drop_dir, as_of, reporting_currency="RUB", *, fx_base_currency="RUB",
+                  reporting_timezone="UTC", sales_pipelines=()) -> {mart name: DataFrame}
+    compute_accounts(drop_dir, as_of, *, reporting_timezone="UTC") -> DataFrame
+                                                     (one row per billing customer: its account and match_method)
     read_drop(drop_dir) -> Drop                      (parse once, then pass the Drop instead of a path)
+
+The keyword settings are the deployment's reporting settings, the dbt vars of the
+same names (`b2b_pipeline.transform.night_vars`):
+- `reporting_currency` (ISO code): every money column is in it;
+- `fx_base_currency`: the currency fx_rates quote in (`rate` = units of the base
+  for one unit of `currency`);
+- `reporting_timezone` (IANA name): every date and month is a calendar date on
+  its wall clock, and the cutoff is its midnight;
+- `sales_pipelines` (pipeline ids; empty = all): the deals the deal-based marts
+  see.
+The defaults (RUB, RUB, UTC, all) are the behaviour before these settings existed.
 
 Output: the six marts with exactly docs/metrics.md's columns in its order, one row
 per month from the section's first month through the as-of month (no gaps,
@@ -45,7 +58,10 @@ Reading the drop
     (`1234,50`) only in `;` files and only when the value has no `.`; any
     other form (thousands separators, `nan`, `1_000`) is unparseable.
     Booleans: `true/false/1/0` case-insensitive, empty = false. Timestamps:
-    ISO 8601 by `datetime.fromisoformat`, no offset = UTC, kept in UTC.
+    ISO 8601 by `datetime.fromisoformat`, no offset = UTC, kept as instants
+    (in UTC); the "date" of a timestamp (close date, paid date, created date,
+    cohort month, first-touch date, subscription start/cancel date, …) is its
+    calendar date in the reporting time zone (`zone_date`).
     Dates: exactly `YYYY-MM-DD`. JSON numbers/booleans are read as their
     text (`true` -> "true").
  4. A row is dropped (the loader quarantines it) when any contract column
@@ -60,7 +76,12 @@ Reading the drop
     (rate_date, currency). deal_stage_history: a set of (deal_id, stage_id,
     entered_at) events.
 
-The cutoff (as_of + 1 day 00:00 UTC)
+The cutoff: (as_of + 1 day) 00:00 on the wall clock of the reporting time zone
+    (`cutoff_of`; with the default UTC, as_of + 1 day 00:00 UTC; with
+    Europe/Moscow, as_of 21:00 UTC). Everything strictly before it counts:
+    version updated_at, created_at, closes, stage entries, activities,
+    payments, subscription starts and cancellations. Every date a mart uses is
+    therefore <= the as-of date.
  6. Creation: an account, contact, deal or billing customer whose winning
     version has created_at >= cutoff does not exist yet.
  7. A deal is won (lost) only if its winning version says won (lost) AND its
@@ -84,8 +105,8 @@ Funnel and performance
     customer_value, raises UnknownStageError: the quality gate blocks a night
     with an unmapped stage.
 10. Post-sale by invoice: the deal's CRM account, unified with its billing
-    customers, has an invoice paid as of the cutoff whose paid UTC date >= the
-    deal's close UTC date (any amount, also 0).
+    customers, has an invoice paid as of the cutoff whose paid date >= the
+    deal's close date (any amount, also 0), both in the reporting time zone.
 11. Deals whose account does not exist (missing, deleted, created after the
     cutoff) still count in sales_funnel and sales_performance_monthly (no
     customer is involved there) but are no customer's purchase: they are left
@@ -93,8 +114,9 @@ Funnel and performance
 12. First touch: the earlier of created_at and the earliest occurred_at of the
     (not deleted, before the cutoff) activities whose deal_id is the deal;
     activities linked only to the account do not count. cycle_days = close
-    UTC date - first-touch UTC date in days (not clamped); avg and median are
-    not rounded (the median of an even count is the mean of the middle two).
+    date - first-touch date in days, both dates in the reporting time zone
+    (not clamped); avg and median are not rounded (the median of an even
+    count is the mean of the middle two).
 
 Accounts
 13. Rule 1 looks only at existing CRM accounts (not deleted, created before
@@ -118,16 +140,38 @@ Billing marts
     (a `canceled` subscription without canceled_at is active, per the
     letter). Subscriptions of unknown billing customers count nowhere. The
     end of the as-of month is evaluated on the cut-off data (which is the same
-    as evaluating it on the as-of date).
+    as evaluating it on the as-of date). Start and cancel dates are dates in
+    the reporting time zone.
 
 Money
-17. Rates: `fx_rates` of (currency, the latest rate_date <= the event date);
-    the reporting currency is always 1, even if the file has a row for it.
-    A missing rate raises MissingFxRateError (the gate blocks such a night).
-    Rates are looked up only for amounts a mart uses: won deals at the close
-    date, paid invoices at the paid date, open deals and active subscriptions
-    of existing customers at the as-of date. Currency codes are compared as
-    written.
+17. Rates: rate(X, D) = the `rate` of fx_rates (currency X, the latest
+    rate_date <= D), in units of the base currency (`fx_base_currency`); the
+    base is always 1, and an fx_rates row for the base itself is ignored, as
+    are rows dated after the as-of date. An amount of currency C on day D in
+    reporting currency R: C == R -> the amount unchanged (no rate needed);
+    else amount x rate(C, D) / rate(R, D) (with R the base: amount x
+    rate(C, D)). A rate needed and missing raises MissingFxRateError (the gate
+    blocks such a night). Rates are looked up only for amounts a mart uses:
+    won deals at the close date, paid invoices at the paid date, open deals
+    (amount x probability, then converted) and active subscriptions of
+    existing customers at the as-of date; D is a date in the reporting time
+    zone. Currency codes are compared as written.
+
+Sales pipelines
+18. With `sales_pipelines` set (non-empty), a deal's pipeline is its
+    `pipeline_id`, or when that is empty the `pipeline_id` of its current
+    stage (the stage_id of its winning version, stages as of the cutoff; an
+    empty pipeline_id with a stage the stages entity does not know raises
+    UnknownStageError). A deal of another pipeline is left out as if it did
+    not exist, from every deal-based measure: sales_funnel,
+    sales_performance_monthly, repeat_purchase_monthly's purchases (and its
+    first month), customer_value's weighted_open_pipeline, AND customer_value's
+    "existing customer" (docs/metrics.md defines it through won deals: an
+    account whose only won deals are in other pipelines, with no active
+    subscription, has no row). The billing marts (revenue_monthly,
+    retention_monthly, and post-sale by invoice, which looks at invoices) are
+    unchanged; "new customer" of revenue_monthly is by first paid invoice, not
+    by deals, so it is unchanged too.
 """
 
 from __future__ import annotations
@@ -141,11 +185,12 @@ import statistics
 import sys
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -393,8 +438,14 @@ def read_drop(drop_dir: Path | str) -> Drop:
 # --------------------------------------------------------------------------------------------------
 
 
-def utc_date(ts: datetime) -> date:
-    return ts.astimezone(UTC).date()
+def zone_date(ts: datetime, zone: tzinfo) -> date:
+    """The calendar date of an instant on the wall clock of `zone`."""
+    return ts.astimezone(zone).date()
+
+
+def cutoff_of(as_of: date, zone: tzinfo) -> datetime:
+    """The cutoff of a run, in UTC: the day after the as-of date at 00:00 on the wall clock of `zone`."""
+    return datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
 
 
 def month_of(d: date) -> date:
@@ -437,12 +488,18 @@ def latest_versions(drop: Drop, name: str, cutoff: datetime) -> dict[tuple, dict
 
 
 class FxRates:
-    """Rates per currency; `rate(currency, day)` is the rate of the latest rate_date <= day."""
+    """Rates per currency in units of the base currency; `rate(currency, day)` is the rate of the
+    latest rate_date <= day (the base itself is 1); `convert` goes through the base currency."""
 
-    def __init__(self, rows: list[dict[str, Any]], reporting_currency: str) -> None:
+    def __init__(
+        self, rows: list[dict[str, Any]], reporting_currency: str, base_currency: str = "RUB", as_of: date | None = None
+    ) -> None:
         self.reporting_currency = reporting_currency
+        self.base_currency = base_currency
         winner: dict[tuple[str, date], dict[str, Any]] = {}
         for row in rows:
+            if row["currency"] == base_currency or (as_of is not None and row["rate_date"] > as_of):
+                continue
             key = (row["currency"], row["rate_date"])
             if key not in winner or row["_order"] > winner[key]["_order"]:
                 winner[key] = row
@@ -453,7 +510,7 @@ class FxRates:
         self._rates = {c: [r for _, r in sorted(v)] for c, v in by_currency.items()}
 
     def rate(self, currency: str, day: date) -> float:
-        if currency == self.reporting_currency:
+        if currency == self.base_currency:
             return 1.0
         dates = self._dates.get(currency, [])
         i = bisect_right(dates, day)
@@ -462,7 +519,9 @@ class FxRates:
         return self._rates[currency][i - 1]
 
     def convert(self, amount: float, currency: str, day: date) -> float:
-        return amount * self.rate(currency, day)
+        if currency == self.reporting_currency:
+            return amount
+        return amount * self.rate(currency, day) / self.rate(self.reporting_currency, day)
 
 
 @dataclass
@@ -493,6 +552,7 @@ class State:
 
     as_of: date
     cutoff: datetime
+    zone: tzinfo  # the reporting time zone: every date and month is a calendar date on its wall clock
     fx: FxRates
     accounts: dict[tuple[str, str], Account]
     customer_account: dict[str, tuple[str, str]]  # billing customer_id -> account ident
@@ -503,7 +563,11 @@ class State:
     history: dict[str, set[tuple[str, datetime]]]  # deal_id -> {(stage_id, entered_at)}
     first_activity: dict[str, datetime]  # deal_id -> earliest occurred_at
     paid_invoices: list[dict[str, Any]]  # with "_account" (ident or None)
-    subscriptions: list[dict[str, Any]]  # counted ones, with "_account" and "_canceled_at"
+    subscriptions: list[dict[str, Any]]  # counted ones, with "_account", "_start_day" and "_cancel_day"
+
+    def day(self, ts: datetime) -> date:
+        """The date of an instant in the reporting time zone."""
+        return zone_date(ts, self.zone)
 
     def deal_account(self, deal: dict[str, Any]) -> tuple[str, str] | None:
         ident = ("crm", deal["account_id"])
@@ -519,12 +583,30 @@ class State:
 
 
 def _active(sub: dict[str, Any], day: date) -> bool:
-    canceled = sub["_canceled_at"]
-    return utc_date(sub["started_at"]) <= day and (canceled is None or utc_date(canceled) > day)
+    canceled = sub["_cancel_day"]
+    return sub["_start_day"] <= day and (canceled is None or canceled > day)
 
 
-def build_state(drop: Drop, as_of: date, reporting_currency: str = "RUB") -> State:
-    cutoff = datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=UTC)
+def _pipelines(sales_pipelines: Iterable[str] | str | None) -> frozenset[str]:
+    """The selected pipeline ids (empty = all); a string is a comma-separated list."""
+    if sales_pipelines is None:
+        return frozenset()
+    if isinstance(sales_pipelines, str):
+        sales_pipelines = sales_pipelines.split(",")
+    return frozenset(p.strip() for p in sales_pipelines if p and p.strip())
+
+
+def build_state(
+    drop: Drop,
+    as_of: date,
+    reporting_currency: str = "RUB",
+    *,
+    fx_base_currency: str = "RUB",
+    reporting_timezone: str = "UTC",
+    sales_pipelines: Iterable[str] | str | None = (),
+) -> State:
+    zone = ZoneInfo(reporting_timezone)
+    cutoff = cutoff_of(as_of, zone)
 
     # accounts: CRM accounts, then billing customers matched by the first rule that holds
     crm_accounts = {k[0]: row for k, row in latest_versions(drop, "accounts", cutoff).items()}
@@ -563,8 +645,17 @@ def build_state(drop: Drop, as_of: date, reporting_currency: str = "RUB") -> Sta
 
     stages = {k[0]: row for k, row in latest_versions(drop, "stages", cutoff).items()}
 
+    selected = _pipelines(sales_pipelines)
     deals: dict[str, dict[str, Any]] = {}
     for (deal_id,), row in latest_versions(drop, "deals", cutoff).items():
+        if selected:
+            pipeline = row["pipeline_id"]
+            if pipeline is None:
+                if row["stage_id"] not in stages:
+                    raise UnknownStageError(f"stage {row['stage_id']!r} has no mapping as of {as_of}")
+                pipeline = stages[row["stage_id"]]["pipeline_id"]
+            if pipeline not in selected:
+                continue
         closed = row["status"] in ("won", "lost") and row["closed_at"] < cutoff
         deals[deal_id] = {**row, "_status": row["status"] if closed else "open"}
 
@@ -592,12 +683,20 @@ def build_state(drop: Drop, as_of: date, reporting_currency: str = "RUB") -> Sta
         if row["status"] == "trialing" or row["started_at"] >= cutoff or account is None:
             continue
         canceled = row["canceled_at"] if row["canceled_at"] is not None and row["canceled_at"] < cutoff else None
-        subscriptions.append({**row, "_account": account, "_canceled_at": canceled})
+        subscriptions.append(
+            {
+                **row,
+                "_account": account,
+                "_start_day": zone_date(row["started_at"], zone),
+                "_cancel_day": zone_date(canceled, zone) if canceled is not None else None,
+            }
+        )
 
     return State(
         as_of=as_of,
         cutoff=cutoff,
-        fx=FxRates(drop.entity_rows("fx_rates"), reporting_currency),
+        zone=zone,
+        fx=FxRates(drop.entity_rows("fx_rates"), reporting_currency, fx_base_currency, as_of),
         accounts=accounts,
         customer_account=customer_account,
         match_method=match_method,
@@ -644,7 +743,7 @@ def reached_stages(state: State, deal: dict[str, Any], paid_by_account: dict[Any
     won = deal["_status"] == "won"
     post_sale_paid = False
     if won:
-        close_day = utc_date(deal["closed_at"])
+        close_day = state.day(deal["closed_at"])
         account = state.deal_account(deal)
         post_sale_paid = any(day >= close_day for day in paid_by_account.get(account, []))
     reached = set()
@@ -661,13 +760,13 @@ def sales_funnel(state: State) -> pd.DataFrame:
     paid_by_account: dict[Any, list[date]] = defaultdict(list)
     for invoice in state.paid_invoices:
         if invoice["_account"] is not None:
-            paid_by_account[invoice["_account"]].append(utc_date(invoice["paid_at"]))
+            paid_by_account[invoice["_account"]].append(state.day(invoice["paid_at"]))
     counts: dict[tuple[date, int], int] = defaultdict(int)
     for deal in deals:
-        cohort = month_of(utc_date(deal["created_at"]))
+        cohort = month_of(state.day(deal["created_at"]))
         for k in reached_stages(state, deal, paid_by_account):
             counts[(cohort, k)] += 1
-    first = min(utc_date(d["created_at"]) for d in deals)
+    first = min(state.day(d["created_at"]) for d in deals)
     rows = []
     for month in months_between(first, state.as_of):
         for key, k in STAGE_ORDER.items():
@@ -692,18 +791,18 @@ def sales_performance_monthly(state: State) -> pd.DataFrame:
         return _frame("sales_performance_monthly", [])
     by_month: dict[date, list[dict[str, Any]]] = defaultdict(list)
     for deal in closed:
-        by_month[month_of(utc_date(deal["closed_at"]))].append(deal)
+        by_month[month_of(state.day(deal["closed_at"]))].append(deal)
     rows = []
     for month in months_between(min(by_month), state.as_of):
         won = [d for d in by_month.get(month, []) if d["_status"] == "won"]
         lost = [d for d in by_month.get(month, []) if d["_status"] == "lost"]
-        won_amount = sum(state.fx.convert(d["amount"], d["currency"], utc_date(d["closed_at"])) for d in won)
+        won_amount = sum(state.fx.convert(d["amount"], d["currency"], state.day(d["closed_at"])) for d in won)
         cycles = []
         for d in won:
             touches = [d["created_at"]]
             if d["deal_id"] in state.first_activity:
                 touches.append(state.first_activity[d["deal_id"]])
-            cycles.append((utc_date(d["closed_at"]) - utc_date(min(touches))).days)
+            cycles.append((state.day(d["closed_at"]) - state.day(min(touches))).days)
         rows.append(
             {
                 "month": month,
@@ -725,18 +824,18 @@ def revenue_monthly(state: State) -> pd.DataFrame:
         return _frame("revenue_monthly", [])
     first_paid_month: dict[tuple[str, str], date] = {}
     for inv in invoices:
-        account, month = inv["_account"], month_of(utc_date(inv["paid_at"]))
+        account, month = inv["_account"], month_of(state.day(inv["paid_at"]))
         if account is not None and (account not in first_paid_month or month < first_paid_month[account]):
             first_paid_month[account] = month
     by_month: dict[date, list[dict[str, Any]]] = defaultdict(list)
     for inv in invoices:
-        by_month[month_of(utc_date(inv["paid_at"]))].append(inv)
+        by_month[month_of(state.day(inv["paid_at"]))].append(inv)
     rows = []
     for month in months_between(min(by_month), state.as_of):
         revenue = revenue_new = 0.0
         paying = set()
         for inv in by_month.get(month, []):
-            amount = state.fx.convert(inv["amount_paid"], inv["currency"], utc_date(inv["paid_at"]))
+            amount = state.fx.convert(inv["amount_paid"], inv["currency"], state.day(inv["paid_at"]))
             revenue += amount
             if inv["_account"] is not None:
                 paying.add(inv["_account"])
@@ -757,7 +856,7 @@ def revenue_monthly(state: State) -> pd.DataFrame:
 def retention_monthly(state: State) -> pd.DataFrame:
     if not state.subscriptions:
         return _frame("retention_monthly", [])
-    first = min(utc_date(s["started_at"]) for s in state.subscriptions)
+    first = min(s["_start_day"] for s in state.subscriptions)
     rows = []
     for month in months_between(first, state.as_of):
         start = state.active_accounts(month - timedelta(days=1))
@@ -781,7 +880,7 @@ def repeat_purchase_monthly(state: State) -> pd.DataFrame:
     for deal in state.deals.values():
         account = state.deal_account(deal)
         if deal["_status"] == "won" and account is not None:
-            purchases[account].append(utc_date(deal["closed_at"]))
+            purchases[account].append(state.day(deal["closed_at"]))
     if not purchases:
         return _frame("repeat_purchase_monthly", [])
     first = min(min(days) for days in purchases.values())
@@ -858,17 +957,36 @@ MART_FUNCTIONS = {
 }
 
 
-def compute_marts(drop_dir: Path | str | Drop, as_of: date, reporting_currency: str = "RUB") -> dict[str, pd.DataFrame]:
-    """The six marts of docs/metrics.md for the run of `as_of`, computed from the file drop at `drop_dir`."""
+SETTINGS = ("reporting_currency", "fx_base_currency", "reporting_timezone", "sales_pipelines")
+
+
+def compute_marts(
+    drop_dir: Path | str | Drop,
+    as_of: date,
+    reporting_currency: str = "RUB",
+    *,
+    fx_base_currency: str = "RUB",
+    reporting_timezone: str = "UTC",
+    sales_pipelines: Iterable[str] | str | None = (),
+) -> dict[str, pd.DataFrame]:
+    """The six marts of docs/metrics.md for the run of `as_of`, computed from the file drop at `drop_dir`,
+    with the deployment's reporting settings (the dbt vars of the same names)."""
     drop = drop_dir if isinstance(drop_dir, Drop) else read_drop(drop_dir)
-    state = build_state(drop, as_of, reporting_currency)
+    state = build_state(
+        drop,
+        as_of,
+        reporting_currency,
+        fx_base_currency=fx_base_currency,
+        reporting_timezone=reporting_timezone,
+        sales_pipelines=sales_pipelines,
+    )
     return {name: fn(state) for name, fn in MART_FUNCTIONS.items()}
 
 
-def compute_accounts(drop_dir: Path | str | Drop, as_of: date) -> pd.DataFrame:
+def compute_accounts(drop_dir: Path | str | Drop, as_of: date, *, reporting_timezone: str = "UTC") -> pd.DataFrame:
     """One row per billing customer as of the run: customer_id, account_key, account_source, match_method."""
     drop = drop_dir if isinstance(drop_dir, Drop) else read_drop(drop_dir)
-    state = build_state(drop, as_of)
+    state = build_state(drop, as_of, reporting_timezone=reporting_timezone)
     rows = [
         {
             "customer_id": customer_id,
@@ -882,11 +1000,15 @@ def compute_accounts(drop_dir: Path | str | Drop, as_of: date) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m tests.marts.reference DROP_DIR YYYY-MM-DD [CURRENCY]`: print the marts."""
+    """`python -m tests.marts.reference DROP_DIR YYYY-MM-DD [CURRENCY] [SETTING=VALUE ...]`: print the marts.
+
+    SETTING is fx_base_currency, reporting_timezone or sales_pipelines (comma-separated)."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (2, 3):
+    positional = [a for a in args if "=" not in a]
+    settings = dict(a.split("=", 1) for a in args if "=" in a)
+    if len(positional) not in (2, 3) or not set(settings) <= set(SETTINGS):
         raise SystemExit(main.__doc__)
-    marts = compute_marts(Path(args[0]), date.fromisoformat(args[1]), *args[2:])
+    marts = compute_marts(Path(positional[0]), date.fromisoformat(positional[1]), *positional[2:], **settings)
     with pd.option_context("display.max_rows", 500, "display.width", 200, "display.max_columns", 20):
         for name, frame in marts.items():
             print(f"== {name} ({len(frame)} rows)")

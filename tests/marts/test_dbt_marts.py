@@ -5,6 +5,9 @@ PostgreSQL, built by a real `dbt build` for each as-of date, and every mart read
 back must equal, row by row, both the numbers worked out by hand in the case's
 `expected.yaml` and `reference.compute_marts()` of the same drop, which is a
 plain pandas computation of docs/metrics.md written without looking at the SQL.
+A run's `settings:` (reporting_currency, fx_base_currency, reporting_timezone,
+sales_pipelines) override the dbt vars of `night_vars()` and are passed to
+compute_marts alike.
 """
 
 from __future__ import annotations
@@ -22,16 +25,17 @@ from b2b_pipeline.transform import night_vars, run_dbt
 
 from .compare import MART_NAMES, account_key_map_from_dim_accounts, assert_marts_equal
 from .reference import compute_marts
-from .test_reference import CASES, CASES_DIR, expected_frames, load_expected
+from .test_reference import CASES, CASES_DIR, expected_frames, load_expected, run_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def build(dsn: str, as_of: dt.date, tmp_path: Path) -> None:
+def build(dsn: str, as_of: dt.date, tmp_path: Path, settings: dict | None = None) -> None:
+    """`dbt build` for the night of `as_of`; `settings` (reporting settings) override night_vars()'s."""
     result = run_dbt(
         ["build"],
         dsn=dsn,
-        vars=night_vars(as_of),
+        vars=night_vars(as_of) | (settings or {}),
         target_path=tmp_path / "target",
         log_path=tmp_path / "logs",
     )
@@ -50,10 +54,18 @@ def read_marts(dsn: str) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     return frames, account_key_map_from_dim_accounts(accounts)
 
 
-def check(dsn: str, drop: Path, as_of: dt.date, tmp_path: Path, expected: dict[str, pd.DataFrame] | None) -> None:
-    build(dsn, as_of, tmp_path)
+def check(
+    dsn: str,
+    drop: Path,
+    as_of: dt.date,
+    tmp_path: Path,
+    expected: dict[str, pd.DataFrame] | None,
+    settings: dict | None = None,
+) -> None:
+    settings = settings or {}
+    build(dsn, as_of, tmp_path, settings)
     actual, key_map = read_marts(dsn)
-    assert_marts_equal(actual, compute_marts(drop, as_of), account_key_map=key_map)
+    assert_marts_equal(actual, compute_marts(drop, as_of, **settings), account_key_map=key_map)
     if expected:
         assert_marts_equal({m: actual[m] for m in expected}, expected, account_key_map=key_map)
 
@@ -66,7 +78,7 @@ def test_hand_computed_cases(warehouse: str, tmp_path: Path, case: str) -> None:
     # the latest night first, then an earlier one: re-running an old day gives that day's numbers
     for run in sorted(runs, key=lambda r: r["as_of"], reverse=True):
         as_of = dt.date.fromisoformat(str(run["as_of"]))
-        check(warehouse, drop, as_of, tmp_path, expected_frames(run))
+        check(warehouse, drop, as_of, tmp_path, expected_frames(run), run_settings(run))
 
 
 def test_generated_company_matches_the_reference(warehouse: str, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from .compare import (
     frame_from_rows,
 )
 from .reference import (
+    SETTINGS,
     MissingFxRateError,
     UnknownStageError,
     compute_accounts,
@@ -37,11 +38,37 @@ def load_expected(case: str) -> dict:
     return yaml.safe_load((CASES_DIR / case / "expected.yaml").read_text(encoding="utf-8"))
 
 
+def run_settings(run: dict) -> dict:
+    """A run's reporting settings (`settings:` in expected.yaml; a missing key is its default), as the
+    keyword arguments of compute_marts and the dbt vars that override night_vars()."""
+    settings = dict(run.get("settings") or {})
+    unknown = set(settings) - set(SETTINGS)
+    assert not unknown, f"unknown setting(s) {sorted(unknown)} in the run of {run['as_of']}"
+    return settings
+
+
+def run_id(case: str, run: dict) -> str:
+    """`<case>-<as_of>` and the run's settings, e.g. `settings-2026-02-28-Europe/Moscow-EUR-sales`."""
+    settings = run_settings(run)
+    parts = [case, str(run["as_of"])]
+    if "reporting_timezone" in settings:
+        parts.append(settings["reporting_timezone"])
+    if "reporting_currency" in settings:
+        parts.append(settings["reporting_currency"])
+    if "fx_base_currency" in settings:
+        parts.append(f"base:{settings['fx_base_currency']}")
+    if "sales_pipelines" in settings:
+        parts.append("+".join(settings["sales_pipelines"]) or "all-pipelines")
+    return "-".join(parts)
+
+
 def case_runs() -> list:
     params = []
     for case in CASES:
         for run in load_expected(case)["runs"]:
-            params.append(pytest.param(case, run, id=f"{case}-{run['as_of']}"))
+            params.append(pytest.param(case, run, id=run_id(case, run)))
+    ids = [p.id for p in params]
+    assert len(ids) == len(set(ids)), f"duplicate run ids: {sorted(i for i in ids if ids.count(i) > 1)}"
     return params
 
 
@@ -77,13 +104,14 @@ def test_cases_exist_and_cover_every_mart() -> None:
 def test_reference_matches_hand_computed_marts(case: str, run: dict) -> None:
     as_of = run["as_of"]
     assert isinstance(as_of, date)
-    actual = compute_marts(CASES_DIR / case, as_of, run.get("reporting_currency", "RUB"))
+    actual = compute_marts(CASES_DIR / case, as_of, **run_settings(run))
     assert_marts_equal(actual, expected_frames(run), extra_columns=extra_columns_of(run))
 
 
 @pytest.mark.parametrize(("case", "run"), [p for p in case_runs() if "accounts" in p.values[1]])
 def test_reference_unifies_accounts_as_by_hand(case: str, run: dict) -> None:
-    accounts = compute_accounts(CASES_DIR / case, run["as_of"])
+    timezone = run_settings(run).get("reporting_timezone", "UTC")
+    accounts = compute_accounts(CASES_DIR / case, run["as_of"], reporting_timezone=timezone)
     got = {r["customer_id"]: (r["account_key"], r["match_method"]) for r in accounts.to_dict("records")}
     want = {r["customer_id"]: (r["account_key"], r["match_method"]) for r in run["accounts"]}
     assert got == want
@@ -92,7 +120,7 @@ def test_reference_unifies_accounts_as_by_hand(case: str, run: dict) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_reference_output_shape(case: str) -> None:
     run = load_expected(case)["runs"][0]
-    marts = compute_marts(CASES_DIR / case, run["as_of"])
+    marts = compute_marts(CASES_DIR / case, run["as_of"], **run_settings(run))
     assert list(marts) == list(MART_NAMES)
     for mart, frame in marts.items():
         assert list(frame.columns[: len(MART_COLUMNS[mart])]) == list(MART_COLUMNS[mart]), mart
@@ -110,7 +138,7 @@ def test_a_wrong_expectation_fails() -> None:
     """Each hand case would catch a one-off error in any mart it checks."""
     for case in CASES:
         for run in load_expected(case)["runs"]:
-            actual = compute_marts(CASES_DIR / case, run["as_of"])
+            actual = compute_marts(CASES_DIR / case, run["as_of"], **run_settings(run))
             for mart, rows in run["marts"].items():
                 if not rows:
                     continue
@@ -195,6 +223,51 @@ def test_missing_fx_rate_and_unknown_stage_raise(tmp_path: Path) -> None:
     write(tmp_path / "crm/deal_stage_history.csv", "deal_id,stage_id,entered_at\nD1,s_nowhere,2026-01-01\n")
     with pytest.raises(UnknownStageError, match="s_nowhere"):
         compute_marts(tmp_path, date(2026, 1, 31))
+
+
+def test_fx_through_another_base_currency(tmp_path: Path) -> None:
+    """Rates quoted in USD (base), marts in EUR: amount x rate(currency) / rate(EUR); USD itself is 1."""
+    write(
+        tmp_path / "billing/invoices.csv",
+        INVOICE_HEADER + "I1,C1,paid,RUB,1,900,2026-01-01,2026-01-05T12:00Z,2026-01-05T12:00Z\n"
+        "I2,C1,paid,USD,1,10,2026-01-01,2026-01-06T12:00Z,2026-01-06T12:00Z\n"
+        "I3,C1,paid,EUR,1,7,2026-01-06,2026-01-06T12:00Z,2026-01-06T12:00Z\n",
+    )
+    write(
+        tmp_path / "billing/fx_rates.csv",
+        "rate_date,currency,rate\n2026-01-01,RUB,0.01\n2026-01-01,EUR,1.25\n2026-01-01,USD,3\n2026-01-06,EUR,1.2\n",
+    )
+    revenue = compute_marts(tmp_path, date(2026, 1, 31), "EUR", fx_base_currency="USD")["revenue_monthly"]
+    # 900 x 0.01 / 1.25 (EUR of 01-01 on 01-05) + 10 x 1 / 1.2 (USD is the base: its row is ignored) + 7
+    assert revenue["revenue"].tolist() == [pytest.approx(900 * 0.01 / 1.25 + 10 / 1.2 + 7)]
+    # the default settings on the same drop: RUB is the base, so every rate is read as RUB per unit
+    revenue = compute_marts(tmp_path, date(2026, 1, 31))["revenue_monthly"]
+    assert revenue["revenue"].tolist() == [pytest.approx(900 + 10 * 3 + 7 * 1.2)]
+    # a reporting currency without a rate on or before the day: the amount has no conversion
+    with pytest.raises(MissingFxRateError, match="GBP"):
+        compute_marts(tmp_path, date(2026, 1, 31), "GBP", fx_base_currency="USD")
+
+
+def test_timezone_cutoff_and_pipeline_of_a_deal_without_one(tmp_path: Path) -> None:
+    write(
+        tmp_path / "crm/stages.csv",
+        "stage_id,pipeline_id,stage_name,display_order,probability,canonical_stage,updated_at\n"
+        "s1,sales,Won,1,1,closing,2025-01-01T00:00:00Z\np1,partners,Won,1,1,closing,2025-01-01T00:00:00Z\n",
+    )
+    write(
+        tmp_path / "crm/deals.csv",
+        "deal_id,account_id,pipeline_id,stage_id,amount,currency,status,created_at,closed_at,updated_at\n"
+        "D1,A1,,s1,10,RUB,won,2026-01-02T00:00Z,2026-01-31T20:59:59Z,2026-01-31T20:59:59Z\n"
+        "D2,A1,,p1,20,RUB,won,2026-01-02T00:00Z,2026-01-31T21:00:00Z,2026-01-31T21:00:00Z\n",
+    )
+    as_of = date(2026, 1, 31)
+    won = compute_marts(tmp_path, as_of)["sales_performance_monthly"]["won_amount"].tolist()
+    assert won == [30.0]  # UTC: both closes are before 2026-02-01T00:00Z
+    won = compute_marts(tmp_path, as_of, reporting_timezone="Europe/Moscow")["sales_performance_monthly"]
+    assert won["won_amount"].tolist() == [10.0]  # Moscow: cutoff 2026-01-31T21:00Z; D2 (updated at it) not yet
+    for pipelines, amount in ((["sales"], 10.0), (["partners"], 20.0), ([], 30.0), (["sales", "partners"], 30.0)):
+        perf = compute_marts(tmp_path, as_of, sales_pipelines=pipelines)["sales_performance_monthly"]
+        assert perf["won_amount"].tolist() == [amount], pipelines
 
 
 def test_empty_drop_gives_empty_marts(tmp_path: Path) -> None:

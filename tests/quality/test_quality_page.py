@@ -3,11 +3,14 @@ needs the internet linked, readable by all whatever the umask. No database neede
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 from datetime import date
 from pathlib import Path
+
+import pytest
 
 from b2b_pipeline.quality.report import render_html, write_reports
 
@@ -66,3 +69,32 @@ def test_files_and_folder_are_readable_by_all_whatever_the_umask(tmp_path: Path)
     assert stat.S_IMODE(paths.html.stat().st_mode) == 0o644
     assert stat.S_IMODE(paths.json.stat().st_mode) == 0o644
     assert stat.S_IMODE(paths.html.parent.stat().st_mode) == 0o755
+
+
+def test_the_night_s_settings_are_in_the_page_and_in_gate_json(tmp_path: Path) -> None:
+    result = gate_result(AS_OF)
+    result.settings = {
+        "reporting_currency": "EUR",
+        "fx_base_currency": "RUB",
+        "reporting_timezone": "Europe/Moscow",
+        "sales_pipelines": "sales,renewals",
+    }
+    page = render_html(result)
+    section = page[_position(page, 'data-section="settings"') :]
+    for key, value in result.settings.items():
+        assert f'data-setting="{key}">{key}: <code>{value}</code>' in section
+    paths = write_reports(result, tmp_path)
+    assert json.loads(paths.json.read_text(encoding="utf-8"))["settings"] == result.settings
+
+
+def test_the_gate_records_the_deployment_s_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from b2b_pipeline.quality.gate import shown_settings
+
+    monkeypatch.setenv("B2B_HOME", str(tmp_path))
+    (tmp_path / "b2b.yml").write_text("reporting_timezone: Asia/Tokyo\nsales_pipelines: [a, b]\n", encoding="utf-8")
+    assert shown_settings() == {
+        "reporting_currency": "RUB",
+        "fx_base_currency": "RUB",
+        "reporting_timezone": "Asia/Tokyo",
+        "sales_pipelines": "a, b",
+    }

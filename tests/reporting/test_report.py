@@ -247,6 +247,47 @@ def test_currency_from_the_marts(warehouse: str, b2b_home: Path) -> None:
 
 
 @pytest.mark.integration
+def test_the_header_says_the_settings_the_marts_were_built_with(warehouse: str, b2b_home: Path) -> None:
+    tables = dict(TABLES)
+    tables["reporting_settings"] = (
+        "as_of_date date, reporting_currency text, fx_base_currency text, reporting_timezone text, sales_pipelines text"
+    )
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        create_marts(conn, tables=tables)
+        fill_marts(conn, AS_OF, months=3)
+        conn.execute(
+            "insert into marts.reporting_settings values (%s, 'EUR', 'RUB', 'Europe/Moscow', 'sales,renewals')",
+            (AS_OF,),
+        )
+    path = build_report(warehouse, AS_OF, b2b_home)
+    text, page = _page(path)
+    assert page.first("data-currency")["data-currency"] == "EUR"
+    assert page.first("data-fx-base")["data-fx-base"] == "RUB"
+    assert page.first("data-timezone")["data-timezone"] == "Europe/Moscow"
+    assert page.first("data-sales-pipelines")["data-sales-pipelines"] == "sales,renewals"
+    assert "data through 23:59 Europe/Moscow" in text
+    assert "EUR" in page.charts["revenue"]["data-axes"]
+    meta = json.loads((path.parent / "report.json").read_text(encoding="utf-8"))
+    assert meta["currency"] == "EUR"
+    assert meta["settings"] == {
+        "reporting_currency": "EUR",
+        "fx_base_currency": "RUB",
+        "reporting_timezone": "Europe/Moscow",
+        "sales_pipelines": "sales,renewals",
+        "published_with_the_marts": True,
+    }
+
+
+@pytest.mark.integration
+def test_marts_without_settings_show_the_defaults(published: str, b2b_home: Path) -> None:
+    text, page = _page(build_report(published, AS_OF, b2b_home))
+    assert page.first("data-currency")["data-currency"] == "RUB"
+    assert page.first("data-timezone")["data-timezone"] == "UTC"
+    assert page.first("data-sales-pipelines")["data-sales-pipelines"] == "all"
+    assert "data-fx-base" not in text  # no conversion through another currency to mention
+
+
+@pytest.mark.integration
 def test_report_command_defaults_to_the_published_night(published: str, b2b_home: Path) -> None:
     path = report_command(None)  # B2B_WAREHOUSE_DSN and B2B_HOME are the fixtures'
     assert path == b2b_home / "reports" / "2026-11-25" / "index.html"
@@ -270,3 +311,22 @@ def test_templates_ship_with_the_package() -> None:
         "quality/templates/quality.html.j2",
     }
     assert templates <= shipped
+
+
+@pytest.mark.integration
+def test_the_headline_says_the_currency_and_zone_of_the_marts(warehouse: str) -> None:
+    from b2b_pipeline.nightly import headline_metrics
+
+    tables = dict(TABLES)
+    tables["reporting_settings"] = (
+        "as_of_date date, reporting_currency text, fx_base_currency text, reporting_timezone text, sales_pipelines text"
+    )
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        create_marts(conn, tables=tables)
+        fill_marts(conn, AS_OF, months=3)
+        before = headline_metrics(warehouse, AS_OF)
+        conn.execute("insert into marts.reporting_settings values (%s, 'EUR', 'RUB', 'Asia/Tokyo', 'all')", (AS_OF,))
+    after = headline_metrics(warehouse, AS_OF)
+    assert (before["reporting_currency"], before["reporting_timezone"]) == ("RUB", "UTC")  # no row: the defaults
+    assert (after["reporting_currency"], after["reporting_timezone"]) == ("EUR", "Asia/Tokyo")
+    assert after["revenue"] == before["revenue"] is not None

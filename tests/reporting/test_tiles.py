@@ -13,10 +13,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import psycopg.rows
 import pytest
 
 from b2b_pipeline.reporting import build_report, latest_dir
 from b2b_pipeline.reporting.report_charts import retention_chart
+from b2b_pipeline.reporting.report_data import days_figures
 from b2b_pipeline.reporting.report_tiles import period_of
 
 from .conftest import AS_OF
@@ -211,3 +213,23 @@ def test_report_files_are_readable_by_all_whatever_the_umask(published: str, b2b
     assert stat.S_IMODE((latest / "quality.html").stat().st_mode) == 0o644
     for folder in (index.parent, latest, index.parent.parent):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+
+
+@pytest.mark.integration
+def test_the_same_days_count_only_the_pipelines_that_count(warehouse: str) -> None:
+    """A's won deal of the 20th is in a pipeline that does not count: the same days leave it out, as the
+    marts do (a core published before `is_sales_pipeline` existed counts every deal)."""
+    start, end = date(2026, 10, 1), date(2026, 10, 25)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        create_core(conn)
+        fill_core(conn, AS_OF)
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            assert days_figures(cur, "core", start, end)["deals_won"] == SAME_DAYS["deals_won"]
+        conn.execute("alter table core.fct_deals add column is_sales_pipeline boolean not null default true")
+        conn.execute("update core.fct_deals set is_sales_pipeline = false where amount_reporting = 300000")
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            figures = days_figures(cur, "core", start, end)
+    assert (figures["deals_won"], figures["won_amount"]) == (2, Decimal(300_000))  # 100,000 + 200,000
+    # A has one counted purchase by the 25th (the 3rd), C one (the month before): no repeat purchase
+    assert (figures["customers_with_purchase"], figures["customers_with_repeat_purchase"]) == (2, 0)
+    assert figures["revenue"] == SAME_DAYS["revenue"]  # billing does not depend on the pipelines

@@ -303,3 +303,19 @@ def test_gate_accept_with_a_bad_date_is_a_usage_error(warehouse: str, capfd: pyt
     assert "--date" in output and "is not a date" in output
     with psycopg.connect(warehouse) as conn:
         assert conn.execute("select to_regclass('raw_files.gate_runs')").fetchone()[0] is None  # type: ignore[index]
+
+
+def test_run_with_a_bad_setting_stops_before_anything_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt time zone in b2b.yml: `b2b run` exits 1 naming the file, the key and the value,
+    before it touches the warehouse (here: one that refuses connections) or B2B_HOME's lock."""
+    monkeypatch.setenv("B2B_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("B2B_WAREHOUSE_DSN", NO_WAREHOUSE)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "b2b.yml").write_text("reporting_timezone: Europe/Moskow\n", encoding="utf-8")
+    (tmp_path / "drop").mkdir()
+    code, output = b2b(capfd, "run", "--date", "2026-11-25", "--source-dir", str(tmp_path / "drop"))
+    assert code == 1
+    assert f"{tmp_path / 'home' / 'b2b.yml'}: reporting_timezone='Europe/Moskow': not an IANA time zone" in output
+    assert "refused" not in output.lower() and not (tmp_path / "home" / "airflow").exists()

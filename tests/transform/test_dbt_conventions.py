@@ -34,6 +34,7 @@ UNIT_TESTS = {
     "stg_files__deals_uses_the_latest_version_before_the_cutoff",
     "int_deals_stages_reached_counts_skipped_stages_as_passed",
     "int_fx_rates_filled_takes_the_latest_earlier_rate",
+    "int_fx_rates_filled_converts_through_the_base_currency",
     "int_accounts_unified_merges_matched_billing_customers",
 }
 # where the broken marts would be built, were their contracts not to stop them: never the published schema

@@ -7,7 +7,8 @@
 }}
 
 -- Source pipeline stages: one row per CRM stage, with the canonical stage it maps to, that stage's
--- order in the cycle (NULL for `lost`) and the stage's win probability.
+-- order in the cycle (NULL for `lost`) and the stage's win probability; is_sales_pipeline: whether its
+-- pipeline counts in the sales marts (var sales_pipelines; docs/metrics.md, "Pipelines that count").
 
 with
 
@@ -30,6 +31,7 @@ final as (
         stages.source_system,
         stages.stage_id,
         stages.pipeline_id,
+        {{ is_sales_pipeline('stages.pipeline_id') }} as is_sales_pipeline,
         stages.stage_name,
         stages.display_order,
         stages.probability,

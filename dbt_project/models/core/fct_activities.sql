@@ -68,7 +68,7 @@ final as (
         activities.contact_id,
         activities.channel,
         activities.occurred_at,
-        {{ utc_date('activities.occurred_at') }} as occurred_date,
+        {{ reporting_date('activities.occurred_at') }} as occurred_date,
         activities.updated_at
     from activities
     left join deals

@@ -9,7 +9,9 @@
 
 -- Deals as of the cutoff: one row per deal that exists (created before the cutoff, not deleted).
 -- Amounts are in the deal's currency and in the reporting currency: converted at the close date for
--- a closed deal, at the as-of date for an open one.
+-- a closed deal, at the as-of date for an open one. The deal's pipeline is its own pipeline_id, else
+-- (the file drop's is optional) its current stage's; is_sales_pipeline says whether it counts in the
+-- sales marts (docs/metrics.md, "Pipelines that count"): the marts filter on it, core keeps every deal.
 
 with
 
@@ -65,9 +67,9 @@ deals_dated as (
 
     select
         *,
-        {{ utc_date('created_at') }} as created_date,
-        {{ utc_date('closed_at') }} as close_date,
-        coalesce({{ utc_date('closed_at') }}, {{ as_of_date() }}) as conversion_date
+        {{ reporting_date('created_at') }} as created_date,
+        {{ reporting_date('closed_at') }} as close_date,
+        coalesce({{ reporting_date('closed_at') }}, {{ as_of_date() }}) as conversion_date
     from deals
 
 ),
@@ -82,7 +84,7 @@ deals_joined as (
         accounts.account_key,
         deals_dated.account_id as crm_account_id,
         sales_reps.sales_rep_key,
-        deals_dated.pipeline_id,
+        coalesce(deals_dated.pipeline_id, stages.pipeline_id) as pipeline_id,
         stages.stage_key as current_stage_key,
         deals_dated.stage_id as current_stage_id,
         stages.canonical_stage_key as current_canonical_stage_key,
@@ -94,7 +96,7 @@ deals_joined as (
         deals_dated.currency,
         deals_dated.amount,
         deals_dated.conversion_date,
-        {{ to_reporting('deals_dated.amount', 'deals_dated.currency', 'fx_rates.rate') }} as amount_reporting,
+        {{ to_reporting('deals_dated.amount', 'deals_dated.currency', 'fx_rates') }} as amount_reporting,
         deals_dated.created_at,
         deals_dated.created_date,
         deals_dated.closed_at,
@@ -130,7 +132,7 @@ deals_measured as (
     select
         *,
         least(created_at, first_activity_at) as first_touch_at,
-        {{ utc_date('least(created_at, first_activity_at)') }} as first_touch_date
+        {{ reporting_date('least(created_at, first_activity_at)') }} as first_touch_date
     from deals_joined
 
 ),
@@ -145,7 +147,10 @@ final as (
         account_key,
         crm_account_id,
         sales_rep_key,
+
+        -- pipeline: whether the deal counts in the sales marts (var sales_pipelines)
         pipeline_id,
+        {{ is_sales_pipeline('pipeline_id') }} as is_sales_pipeline,
 
         -- status as of the cutoff
         status,

@@ -53,8 +53,8 @@ invoices_dated as (
 
     select
         *,
-        {{ utc_date('issued_at') }} as issued_date,
-        {{ utc_date('paid_at') }} as paid_date
+        {{ reporting_date('issued_at') }} as issued_date,
+        {{ reporting_date('paid_at') }} as paid_date
     from invoices
 
 ),
@@ -77,11 +77,11 @@ final as (
         invoices_dated.currency,
         invoices_dated.amount_total,
         invoices_dated.amount_paid,
-        {{ to_reporting('invoices_dated.amount_total', 'invoices_dated.currency', 'issued_fx.rate') }}
+        {{ to_reporting('invoices_dated.amount_total', 'invoices_dated.currency', 'issued_fx') }}
             as amount_total_reporting,
         case
             when invoices_dated.is_paid
-                then {{ to_reporting('invoices_dated.amount_paid', 'invoices_dated.currency', 'paid_fx.rate') }}
+                then {{ to_reporting('invoices_dated.amount_paid', 'invoices_dated.currency', 'paid_fx') }}
         end as amount_paid_reporting,
         invoices_dated.issued_at,
         invoices_dated.issued_date,

@@ -37,8 +37,8 @@ subscriptions_dated as (
     select
         *,
         status <> 'trialing' as is_counted,
-        {{ utc_date('started_at') }} as start_date,
-        {{ utc_date('canceled_at') }} as cancel_date
+        {{ reporting_date('started_at') }} as start_date,
+        {{ reporting_date('canceled_at') }} as cancel_date
     from subscriptions
 
 ),
@@ -57,7 +57,7 @@ final as (
         subscriptions_dated.is_counted,
         subscriptions_dated.currency,
         subscriptions_dated.mrr_amount,
-        {{ to_reporting('subscriptions_dated.mrr_amount', 'subscriptions_dated.currency', 'fx_rates.rate') }}
+        {{ to_reporting('subscriptions_dated.mrr_amount', 'subscriptions_dated.currency', 'fx_rates') }}
             as mrr_amount_reporting,
         subscriptions_dated.started_at,
         subscriptions_dated.start_date,

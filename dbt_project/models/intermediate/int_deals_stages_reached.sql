@@ -67,7 +67,7 @@ account_last_payments as (
 
     select
         billing_customers_matched.account_key,
-        max({{ utc_date('invoices.paid_at') }}) as last_paid_date
+        max({{ reporting_date('invoices.paid_at') }}) as last_paid_date
     from invoices
     inner join billing_customers_matched
         on invoices.billing_customer_key = billing_customers_matched.billing_customer_key
@@ -84,7 +84,7 @@ deals_with_evidence as (
         history_highest_orders.highest_history_stage_order,
         coalesce(
             deals.status = 'won'
-            and account_last_payments.last_paid_date >= {{ utc_date('deals.closed_at') }},
+            and account_last_payments.last_paid_date >= {{ reporting_date('deals.closed_at') }},
             false
         ) as has_payment_after_close
     from deals

@@ -7,16 +7,25 @@
 }}
 
 -- The rate of every currency on every day from its first rate through the as-of date, one row per
--- (currency, rate_date): the rate of that date or, where that date has none, the latest earlier one
--- (docs/metrics.md, "Conventions"). Converting is then an equi-join on (currency, event date); the
--- reporting currency converts at 1 (see the to_reporting macro) and needs no rows here.
+-- (currency, rate_date) (docs/metrics.md, "Conventions"): `rate`, the units of the fx base currency
+-- (var fx_base_currency) one unit of the currency is worth on that date or, where that date has
+-- none, the latest earlier one; and `reporting_rate`, the same for the reporting currency, by the
+-- same rule (1 when the reporting currency is the base). An amount converts as
+-- amount x rate / reporting_rate (the to_reporting macro): an equi-join on (currency, event date).
+-- The reporting currency converts at 1 and needs no rows here; the base currency is at 1 by
+-- definition (a row of fx_rates for it is not used), so it has rows only when the reporting currency
+-- is another one, on the days that currency has a rate. A day without a reporting_rate has no row:
+-- its amounts stay NULL, which the quality gate blocks.
+
 
 with
 
 fx_rates as (
 
     select * from {{ ref('stg_files__fx_rates') }}
-    where rate_date <= {{ as_of_date() }}
+    where
+        rate_date <= {{ as_of_date() }}
+        and currency <> {{ fx_base_currency() }}
 
 ),
 
@@ -57,7 +66,7 @@ days_with_rate_dates as (
 
 ),
 
-final as (
+rates_filled as (
 
     select
         days_with_rate_dates.currency,
@@ -71,6 +80,67 @@ final as (
             days_with_rate_dates.currency = fx_rates.currency
             and days_with_rate_dates.source_rate_date = fx_rates.rate_date
 
+),
+
+{% if converts_through_base() %}
+
+reporting_rates as (
+
+    select
+        rate_date,
+        rate as reporting_rate
+    from rates_filled
+    where currency = {{ reporting_currency() }}
+
+),
+
+rates_with_base as (
+
+    select * from rates_filled
+    where currency <> {{ reporting_currency() }}
+
+    union all
+
+    select
+        {{ fx_base_currency() }} as currency,
+        rate_date,
+        1::numeric as rate,
+        rate_date as source_rate_date,
+        false as is_filled
+    from reporting_rates
+
+),
+
+final as (
+
+    select
+        rates_with_base.currency,
+        rates_with_base.rate_date,
+        rates_with_base.rate,
+        reporting_rates.reporting_rate,
+        rates_with_base.source_rate_date,
+        rates_with_base.is_filled
+    from rates_with_base
+    inner join reporting_rates
+        on rates_with_base.rate_date = reporting_rates.rate_date
+
 )
+
+{% else %}
+
+final as (
+
+    select
+        currency,
+        rate_date,
+        rate,
+        1::numeric as reporting_rate,
+        source_rate_date,
+        is_filled
+    from rates_filled
+
+)
+
+{% endif %}
 
 select * from final

@@ -1,6 +1,7 @@
 -- Potential value of existing customers as of the run: one row per unified account with at least one
 -- won deal or a subscription active on the as-of date (docs/metrics.md, marts.customer_value).
--- Open pipeline and MRR convert at the as-of date.
+-- Open pipeline and MRR convert at the as-of date. Deals count only in the pipelines that count
+-- (fct_deals.is_sales_pipeline): both the won deal that makes a customer and the open pipeline.
 
 with
 
@@ -13,6 +14,7 @@ accounts as (
 deals as (
 
     select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
 
 ),
 

@@ -1,11 +1,13 @@
 -- Stakeholders per won deal: one row per month of closing with at least one won deal: how many
--- contacts, and how many decision makers, won deals involved.
+-- contacts, and how many decision makers, won deals involved. Only the won deals of the pipelines
+-- that count (fct_deals.is_sales_pipeline); contacts count through them (joined to those deals only).
 
 with
 
 deals as (
 
     select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
 
 ),
 

@@ -1,12 +1,14 @@
 -- Repeat purchases: one row per month, counts as of the month's last day, from the month of the
 -- earliest won deal's close through the as-of month (docs/metrics.md, marts.repeat_purchase_monthly).
--- A purchase is a won deal, counted at its close date; a customer is a unified account.
+-- A purchase is a won deal of a pipeline that counts (fct_deals.is_sales_pipeline), counted at its close
+-- date; a customer is a unified account.
 
 with
 
 deals as (
 
     select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
 
 ),
 

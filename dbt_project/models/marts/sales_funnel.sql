@@ -1,12 +1,14 @@
 -- Lead conversion: one row per cohort month (month of deal creation) and canonical stage, from the
 -- month of the earliest deal's creation through the as-of month (docs/metrics.md, marts.sales_funnel).
--- Deleted deals do not exist downstream of staging, so they are excluded.
+-- Deleted deals do not exist downstream of staging, so they are excluded. Only the deals of the
+-- pipelines that count (fct_deals.is_sales_pipeline, var sales_pipelines) are counted.
 
 with
 
 deals as (
 
     select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
 
 ),
 

@@ -1,11 +1,13 @@
 -- Sales performance: one row per month of closing, from the month of the earliest close (won or
--- lost) through the as-of month (docs/metrics.md, marts.sales_performance_monthly).
+-- lost) through the as-of month (docs/metrics.md, marts.sales_performance_monthly). Only the deals of
+-- the pipelines that count (fct_deals.is_sales_pipeline, var sales_pipelines) are counted.
 
 with
 
 deals as (
 
     select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
 
 ),
 

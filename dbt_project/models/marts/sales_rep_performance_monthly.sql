@@ -1,11 +1,13 @@
 -- Win rate by sales rep: one row per month of closing and sales rep with at least one deal closed
 -- (won or lost) in the month. Deals without a known owner are grouped under a NULL sales_rep_key.
+-- Only the deals of the pipelines that count (fct_deals.is_sales_pipeline) are counted.
 
 with
 
 deals as (
 
     select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
 
 ),
 

@@ -1,6 +1,7 @@
 -- Time in stage: one row per month of stage entry and canonical stage (the seven ordered stages and
 -- `lost`) with at least one entry. Durations are over completed stays (the deal left the stage before
--- the cutoff); open stays are counted separately.
+-- the cutoff); open stays are counted separately. Only the entries of the deals of the pipelines that
+-- count (fct_deals.is_sales_pipeline, var sales_pipelines).
 
 with
 
@@ -10,16 +11,25 @@ stage_history as (
 
 ),
 
+deals as (
+
+    select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
+
+),
+
 entries as (
 
     select
-        {{ utc_month('entered_at') }} as month,
-        canonical_stage_key as stage_key,
-        canonical_stage_order as stage_order,
-        days_in_stage,
-        exited_at is not null as is_completed
+        {{ reporting_month('stage_history.entered_at') }} as month,
+        stage_history.canonical_stage_key as stage_key,
+        stage_history.canonical_stage_order as stage_order,
+        stage_history.days_in_stage,
+        stage_history.exited_at is not null as is_completed
     from stage_history
-    where canonical_stage_key is not null
+    inner join deals
+        on stage_history.deal_key = deals.deal_key
+    where stage_history.canonical_stage_key is not null
 
 ),
 

@@ -1,12 +1,14 @@
 -- Channel mix of won deals: one row per month of closing and activity channel: how many of the
 -- month's won deals had at least one activity on the channel up to their close, and how many such
--- activities there were.
+-- activities there were. Only the won deals of the pipelines that count (fct_deals.is_sales_pipeline);
+-- activities count through them (an inner join), so an activity of another pipeline's deal does not.
 
 with
 
 deals as (
 
     select * from {{ ref('fct_deals') }}
+    where is_sales_pipeline
 
 ),
 

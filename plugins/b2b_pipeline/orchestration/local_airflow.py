@@ -350,7 +350,8 @@ def run_standalone(
 
 
 def logical_date_for(as_of: date) -> datetime:
-    """The logical date whose data interval [as_of 02:00, as_of+1 02:00) names the night of `as_of`."""
+    """A logical date for the manual run of the night of `as_of`: the next day 02:00 UTC (the run's conf
+    names the night; this only keeps its run id readable and one per night)."""
     return datetime.combine(as_of + timedelta(days=1), time(2, 0), tzinfo=UTC)
 
 

@@ -78,6 +78,11 @@ COMPOSE_ONLY = frozenset(
         "B2B_HOME",
         "B2B_SOURCE_DIR",
         "B2B_PROJECT_DIR",
+        # the deployment's settings, passed on from .env (docs/settings.md)
+        "B2B_REPORTING_CURRENCY",
+        "B2B_FX_BASE_CURRENCY",
+        "B2B_REPORTING_TIMEZONE",
+        "B2B_SALES_PIPELINES",
     }
 )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import psycopg
 import typer
@@ -26,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
-from b2b_pipeline.config import b2b_home
+from b2b_pipeline.config import b2b_home, reporting_timezone
 from b2b_pipeline.night import Night
 from b2b_pipeline.quality.gate import PUBLISHED_SCHEMAS, RAW_SCHEMA, run_gate
 from b2b_pipeline.quality.report import write_reports
@@ -135,7 +136,10 @@ def accept_command(
         typer.Option(callback=_required_note, help="Why the batches are accepted (required; kept with the run)."),
     ],
     date_: Annotated[
-        str | None, typer.Option("--date", help="The as-of date recorded with the acceptance (default: today, UTC).")
+        str | None,
+        typer.Option(
+            "--date", help="The as-of date recorded with the acceptance (default: today, reporting time zone)."
+        ),
     ] = None,
 ) -> None:
     """Accept every load batch so far as checked: the raw checks of the next gate run only see later batches.
@@ -143,7 +147,8 @@ def accept_command(
     The way out when a blocked night's quarantined rows or refused files were looked at and are
     to be lived with. Recorded in raw_files.gate_runs with the note.
     """
-    as_of = parse_date(date_, "--date") if date_ else datetime.now(UTC).date()  # a bad date: usage error
+    # a bad date: usage error
+    as_of = parse_date(date_, "--date") if date_ else datetime.now(ZoneInfo(reporting_timezone())).date()
     dsn = _warehouse()
     try:
         with warehouse_night_lock(dsn, "b2b-gate-accept", as_of.isoformat(), err):

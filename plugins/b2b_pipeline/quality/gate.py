@@ -19,9 +19,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from b2b_pipeline.config import b2b_home, gate_amount_limits
+import psycopg
+from psycopg import sql
+
+from b2b_pipeline.config import (
+    REPORTING_SETTING_NAMES,
+    b2b_home,
+    gate_amount_limits,
+    pipelines_text,
+    reporting_settings,
+)
 from b2b_pipeline.night import Night, cutoff
-from b2b_pipeline.publish import candidate
+from b2b_pipeline.publish import SETTINGS_MART, candidate
 from b2b_pipeline.quality.freshness import check_freshness
 from b2b_pipeline.quality.gx_runner import validate
 from b2b_pipeline.quality.report import data_docs_dir, write_reports
@@ -41,6 +50,35 @@ VALIDATED_SCHEMAS: dict[str, str] = {
     "marts": candidate("marts"),
 }
 PUBLISHED_SCHEMAS: dict[str, str] = {"raw": RAW_SCHEMA, "staging": "staging", "core": "core", "marts": "marts"}
+
+
+def shown_settings(settings: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The reporting settings of a night (`settings`: the ones it fixed, `Night.settings`; else the
+    deployment's now), as text for gate.json, the quality page and the checks' placeholders:
+    `sales_pipelines` as marts.reporting_settings has it."""
+    found = reporting_settings() if settings is None else settings
+    return {
+        key: pipelines_text(found[key]) if isinstance(found[key], list | tuple) else str(found[key])
+        for key in REPORTING_SETTING_NAMES
+    }
+
+
+def _settings_change(dsn: str, settings: Mapping[str, str]) -> str | None:
+    """How tonight's settings differ from those of the published marts (marts.reporting_settings), or
+    None when they are the same or nothing says (no published night, or one published before the table)."""
+    published = PUBLISHED_SCHEMAS["marts"]
+    with connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        if cur.execute("select to_regclass(%s) as t", (f"{published}.{SETTINGS_MART}",)).fetchone()["t"] is None:
+            return None
+        row = cur.execute(
+            sql.SQL("select {} from {} limit 1").format(
+                sql.SQL(", ").join(map(sql.Identifier, settings)), sql.Identifier(published, SETTINGS_MART)
+            )
+        ).fetchone()
+    if row is None:
+        return None
+    changed = [f"{key} {row[key]} -> {value}" for key, value in settings.items() if row[key] != value]
+    return "the settings changed since the published night: " + "; ".join(changed) if changed else None
 
 
 def run_gate(
@@ -72,7 +110,11 @@ def run_gate(
         catalog = _catalog(conn, {*validated.values(), *PUBLISHED_SCHEMAS.values()})
 
     checks = [check for suite in suites for check in suite.checks]
-    values_by_layer = {layer: _placeholder_values(night.as_of, since, through, validated, layer) for layer in layers}
+    settings = shown_settings(night.settings)
+    settings_change = _settings_change(dsn, settings) if any(c.unless_settings_changed for c in checks) else None
+    values_by_layer = {
+        layer: _placeholder_values(night.as_of, since, through, validated, layer, settings) for layer in layers
+    }
     results: dict[str, CheckResult] = {}
     groups: dict[tuple[str, str], list[Check]] = {}
     for check in checks:
@@ -83,6 +125,9 @@ def run_gate(
             if tuple(needed.split(".", 1)) not in catalog:
                 results[check.name] = skipped(check, schema, f"{needed} does not exist")
                 continue
+        if check.unless_settings_changed and settings_change is not None:
+            results[check.name] = skipped(check, schema, settings_change)
+            continue
         if (schema, check.table) not in catalog:
             results[check.name] = errored(check, schema, f"table {schema}.{check.table} does not exist")
             continue
@@ -104,6 +149,7 @@ def run_gate(
         since_batch_id=since,
         through_batch_id=through,
         data_docs=str(docs / "index.html") if docs is not None and (docs / "index.html").exists() else None,
+        settings=settings,
     )
     counts = result.counts()
     log.info(
@@ -155,19 +201,30 @@ def _catalog(conn: Any, schemas: Iterable[str]) -> dict[tuple[str, str], set[str
 
 
 def _placeholder_values(
-    as_of: date, since: int, through: int, validated: Mapping[str, str], layer: str
+    as_of: date,
+    since: int,
+    through: int,
+    validated: Mapping[str, str],
+    layer: str,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     max_amount, outlier_factor = gate_amount_limits()
+    settings = shown_settings() if settings is None else settings
     return {
         "as_of_date": f"date '{as_of.isoformat()}'",
         "as_of_month": f"date '{as_of.replace(day=1).isoformat()}'",
-        "cutoff": f"(timestamptz '{cutoff(as_of).isoformat()}')",
+        "cutoff": f"(timestamptz '{cutoff(as_of, settings['reporting_timezone']).isoformat()}')",
         "since_batch_id": str(since),
         "through_batch_id": str(through),
         "schema": validated[layer],
         "published": PUBLISHED_SCHEMAS[layer],
         "max_amount": _numeric_literal(max_amount),
         "outlier_factor": _numeric_literal(outlier_factor),
+        # text literals; a brace doubled, as GX formats the query after us
+        **{
+            key: "'" + value.replace("'", "''").replace("{", "{{").replace("}", "}}") + "'"
+            for key, value in settings.items()
+        },
     }
 
 

@@ -107,6 +107,7 @@ def render_html(result: GateResult) -> str:
         duration=result.duration_seconds,
         batches=_batches(result.since_batch_id, result.through_batch_id),
         schemas=list(result.schemas.items()),
+        settings=list(result.settings.items()),
         data_docs=bool(result.data_docs),
     )
 

@@ -67,6 +67,8 @@ class GateResult:
     since_batch_id: int
     through_batch_id: int
     data_docs: str | None = None
+    # the deployment's settings the night's numbers depend on (config.reporting_settings), as shown
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocking(self) -> list[CheckResult]:
@@ -94,6 +96,7 @@ class GateResult:
             "blocking": [c.name for c in self.blocking],
             "warnings": [c.name for c in self.warnings],
             "data_docs": self.data_docs,
+            "settings": dict(self.settings),
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -135,7 +138,8 @@ def errored(check: Check, schema: str, message: str) -> CheckResult:
 
 
 def skipped(check: Check, schema: str, reason: str) -> CheckResult:
-    """The result of a check not run because what it compares with does not exist: it holds."""
+    """The result of a check not run because what it compares with does not exist, or is of other
+    settings (`reason` says which): it holds."""
     return CheckResult(
         name=check.name,
         layer=check.layer,

@@ -17,7 +17,9 @@ Queries may also use `{as_of_date}`, `{as_of_month}` (SQL `date` literals), `{cu
 through`), `{schema}` (the schema the layer validates), `{published}` (the published
 schema of the layer) and `{table}`; the plausibility checks use `{max_amount}` and
 `{outlier_factor}` (exact `numeric` literals of the settings `B2B_GATE_MAX_AMOUNT` and
-`B2B_GATE_OUTLIER_FACTOR`, see `b2b_pipeline.config.gate_amount_limits`); `{batch}` is left
+`B2B_GATE_OUTLIER_FACTOR`, see `b2b_pipeline.config.gate_amount_limits`); `{reporting_currency}`,
+`{fx_base_currency}`, `{reporting_timezone}` and `{sales_pipelines}` are text literals of the
+deployment's settings (`quality.gate.shown_settings`); `{batch}` is left
 to GX, which puts the table there. A literal brace is doubled (`{{`), as GX requires.
 """
 
@@ -49,6 +51,10 @@ PLACEHOLDERS: tuple[str, ...] = (
     "tolerance",
     "max_amount",
     "outlier_factor",
+    "reporting_currency",
+    "fx_base_currency",
+    "reporting_timezone",
+    "sales_pipelines",
 )
 _PLACEHOLDER = re.compile(r"(?<!\{)\{(" + "|".join(PLACEHOLDERS) + r")\}(?!\})")
 _NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
@@ -65,6 +71,7 @@ _CHECK_KEYS = frozenset(
         "tolerance",
         "example_columns",
         "only_if_exists",
+        "unless_settings_changed",
     }
 )
 
@@ -88,6 +95,9 @@ class Check:
     tolerance: float | None = None
     example_columns: tuple[str, ...] = ()
     only_if_exists: str | None = None
+    # skipped, saying why, when the deployment's settings differ from the published night's
+    # (a comparison with that night would compare numbers of two settings)
+    unless_settings_changed: bool = False
 
     @property
     def is_query(self) -> bool:
@@ -192,6 +202,7 @@ def _parse_check(item: Any, layer: str, label: str) -> list[Check]:
         tolerance=tolerance,
         example_columns=tuple(item.get("example_columns") or ()),
         only_if_exists=item.get("only_if_exists"),
+        unless_settings_changed=bool(item.get("unless_settings_changed", False)),
     )
     if expectation == UNEXPECTED_ROWS:
         query = item.get("query")

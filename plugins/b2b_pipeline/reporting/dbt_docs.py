@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from b2b_pipeline.config import reports_dir
+from b2b_pipeline.config import reporting_settings, reports_dir
 from b2b_pipeline.files import READABLE, open_folder
 from b2b_pipeline.reporting.report_data import latest_published_as_of
 
@@ -120,7 +120,12 @@ def build_dbt_docs(dsn: str, home: Path, *, as_of: date | None = None) -> Path:
         run_dbt(
             ["docs", "generate", "--static"],
             dsn=dsn,
-            vars={"as_of_date": as_of.isoformat(), "core_schema": "core", "marts_schema": "marts"},
+            vars={
+                "as_of_date": as_of.isoformat(),
+                "core_schema": "core",
+                "marts_schema": "marts",
+                **reporting_settings(),
+            },
             target_path=scratch / "target",
             log_path=scratch / "logs",
         )

@@ -27,12 +27,13 @@ import psycopg
 from psycopg import sql
 
 from b2b_pipeline.config import REPORTING_CURRENCY
+from b2b_pipeline.publish import SETTINGS_MART
 from b2b_pipeline.warehouse import connect
 
 PUBLISHED_MARTS_SCHEMA = "marts"
 PUBLISHED_CORE_SCHEMA = "core"  # published with the marts, in the same transaction (publish.py)
-# columns that, when a mart has one, name the reporting currency (none of the marts has one today;
-# without one the report says config.REPORTING_CURRENCY, the currency the marts are built in)
+# marts published before that mart existed: columns that, when a mart has one, name the reporting
+# currency; without one, the settings' defaults (the only ones such marts were built with)
 CURRENCY_COLUMNS = ("reporting_currency", "currency")
 FUNNEL_COHORTS = 6
 TOP_CUSTOMERS = 20
@@ -40,6 +41,17 @@ REP_MONTHS = 3
 STAGE_MONTHS = 6
 
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReportingSettings:
+    """The settings the published marts were built with (marts.reporting_settings)."""
+
+    currency: str = REPORTING_CURRENCY
+    fx_base_currency: str = REPORTING_CURRENCY
+    timezone: str = "UTC"
+    sales_pipelines: str = "all"
+    published: bool = False  # read from marts.reporting_settings (else the defaults, or a currency column)
 
 
 @dataclass
@@ -50,6 +62,7 @@ class MartsSnapshot:
     schema: str
     published_as_of: date | None  # `as_of_date` of marts.customer_value; None when it has no row
     currency: str
+    settings: ReportingSettings = field(default_factory=ReportingSettings)
     funnel: list[Row] = field(default_factory=list)  # the last FUNNEL_COHORTS cohort months, all stages
     performance: list[Row] = field(default_factory=list)  # sales_performance_monthly, by month
     revenue: list[Row] = field(default_factory=list)
@@ -101,7 +114,30 @@ def latest_published_as_of(dsn: str, schema: str = PUBLISHED_MARTS_SCHEMA) -> da
     return row["as_of"] if row else None
 
 
-def _currency(cur: psycopg.Cursor[Row], schema: str, tables: set[str]) -> str:
+def published_settings(cur: psycopg.Cursor[Row], schema: str, tables: set[str] | None = None) -> ReportingSettings:
+    """The settings of the marts in `schema` (`tables`: its tables, when known): their
+    marts.reporting_settings row, else (marts published before it existed) the defaults, with the
+    currency of a currency column if a mart has one. `cur` returns rows as dicts."""
+    tables = _published(cur, schema) if tables is None else tables
+    if SETTINGS_MART in tables:
+        row = cur.execute(
+            sql.SQL(
+                "select reporting_currency, fx_base_currency, reporting_timezone, sales_pipelines from {} limit 1"
+            ).format(sql.Identifier(schema, SETTINGS_MART))
+        ).fetchone()
+        if row:
+            return ReportingSettings(
+                currency=row["reporting_currency"],
+                fx_base_currency=row["fx_base_currency"],
+                timezone=row["reporting_timezone"],
+                sales_pipelines=row["sales_pipelines"],
+                published=True,
+            )
+    currency = _currency_column(cur, schema, tables)
+    return ReportingSettings(currency=currency, fx_base_currency=currency)  # no base known: none shown
+
+
+def _currency_column(cur: psycopg.Cursor[Row], schema: str, tables: set[str]) -> str:
     found = cur.execute(
         "select table_name, column_name from information_schema.columns "
         "where table_schema = %s and column_name = any(%s) order by table_name, column_name",
@@ -220,7 +256,8 @@ _CUSTOMERS = (
 
 # The previous month through the same day, with the marts' definitions (docs/metrics.md) and the mart
 # SQL's own shape (dbt_project/models/marts/*.sql): (core table, query on it as `{t}`), with `%(start)s` ..
-# `%(end)s` the days counted and `%(before)s` the last day of the month before them.
+# `%(end)s` the days counted and `%(before)s` the last day of the month before them; `{sales}` keeps the deals
+# of the pipelines that count (`and is_sales_pipeline`; nothing for a core published before that column).
 _SAME_DAYS: tuple[tuple[str, str], ...] = (
     (  # sales_performance_monthly: the deals won in the days
         "fct_deals",
@@ -228,7 +265,7 @@ _SAME_DAYS: tuple[tuple[str, str], ...] = (
         " sum(amount_reporting) / nullif(count(*), 0) as avg_deal_size,"
         " avg(cycle_days) as avg_cycle_days,"
         " (percentile_cont(0.5) within group (order by cycle_days))::numeric as median_cycle_days"
-        " from {t} where is_won and close_date between %(start)s and %(end)s",
+        " from {t} where is_won and close_date between %(start)s and %(end)s {sales}",
     ),
     (  # revenue_monthly: paid in the days; new = the customer's first paid month is this month
         "fct_invoices",
@@ -246,7 +283,7 @@ _SAME_DAYS: tuple[tuple[str, str], ...] = (
     (  # repeat_purchase_monthly: customers with one, and two or more, won deals closed by the end
         "fct_deals",
         "with buyers as (select account_key, count(*) as purchases from {t}"
-        "   where is_won and account_key is not null and close_date <= %(end)s group by account_key)"
+        "   where is_won and account_key is not null and close_date <= %(end)s {sales} group by account_key)"
         " select count(*) as customers_with_purchase,"
         " count(*) filter (where purchases >= 2) as customers_with_repeat_purchase,"
         " (count(*) filter (where purchases >= 2))::numeric / nullif(count(*), 0) as repeat_purchase_rate"
@@ -293,9 +330,16 @@ def days_figures(cur: psycopg.Cursor[Row], core: str, start: date, end: date) ->
     whole month they
     are the marts' row of that month (tests/reporting/test_same_days.py checks it on a real night)."""
     params = {"start": start, "end": end, "before": start - timedelta(days=1)}
+    has_flag = cur.execute(
+        "select 1 from information_schema.columns"
+        " where table_schema = %s and table_name = 'fct_deals' and column_name = 'is_sales_pipeline'",
+        (core,),
+    ).fetchone()
+    sales = sql.SQL("and is_sales_pipeline" if has_flag else "")
     values: Row = {}
     for table, text in _SAME_DAYS:
-        values.update(_rows(cur, sql.SQL(text).format(t=sql.Identifier(core, table)), params)[0])
+        query = sql.SQL(text).format(t=sql.Identifier(core, table), sales=sales)
+        values.update(_rows(cur, query, params)[0])
     return values
 
 
@@ -330,10 +374,12 @@ def read_marts(
             def query(text: str, mart: str) -> sql.Composable:
                 return sql.SQL(text).format(m=sql.Identifier(schema, mart))
 
+            settings = published_settings(cur, schema, tables)
             snap = MartsSnapshot(
                 schema=schema,
                 published_as_of=None,
-                currency=_currency(cur, schema, tables) if currency is None else currency or REPORTING_CURRENCY,
+                currency=settings.currency if currency is None else currency or REPORTING_CURRENCY,
+                settings=settings,
                 missing=[read.mart for read in _READS if read.mart not in tables],
             )
             if "customer_value" in tables:

@@ -241,6 +241,7 @@ def render_report(
         stale=snap.published_as_of.isoformat() if stale and snap.published_as_of else "",
         period=period_of(shown),
         currency=snap.currency,
+        settings=snap.settings,
         schema=snap.schema,
         missing=snap.missing,
         gate=gate,
@@ -281,8 +282,7 @@ def build_report(
     of each chart) and copies both, with the night's `quality.html`, into `reports/latest/` unless that holds
     a later night's report. Files are `FILE_MODE` and their folders readable by all (`files.open_folder`),
     whatever the umask.
-    `currency` overrides the reporting currency (default: a currency column of the marts, else
-    `b2b_pipeline.config.REPORTING_CURRENCY`).
+    `currency` overrides the reporting currency (default: the marts' own, marts.reporting_settings).
     """
     home = Path(home)
     snap = read_marts(dsn, as_of=as_of, schema=schema, currency=currency)
@@ -299,6 +299,13 @@ def build_report(
         "as_of": as_of.isoformat(),
         "published_as_of": snap.published_as_of.isoformat() if snap.published_as_of else None,
         "currency": snap.currency,
+        "settings": {
+            "reporting_currency": snap.settings.currency,
+            "fx_base_currency": snap.settings.fx_base_currency,
+            "reporting_timezone": snap.settings.timezone,
+            "sales_pipelines": snap.settings.sales_pipelines,
+            "published_with_the_marts": snap.settings.published,
+        },
         "generated_at": generated_at.isoformat(),
         "month_to_date": period.partial,
         "compared_with": period.compare_label,

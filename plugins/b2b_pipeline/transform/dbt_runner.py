@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from b2b_pipeline.config import DBT_THREADS_ENV, billing_source, crm_source, dbt_project_dir, dbt_threads
+from b2b_pipeline.config import (
+    DBT_THREADS_ENV,
+    REPORTING_SETTING_NAMES,
+    dbt_project_dir,
+    dbt_threads,
+    night_settings,
+)
 from b2b_pipeline.publish import candidate
 
 log = logging.getLogger(__name__)
@@ -103,12 +109,18 @@ class DbtResult:
         return [n for n in self.nodes if n.status == "warn"]
 
 
-def night_vars(as_of: date | str, *, candidates: bool = True) -> dict[str, str]:
+def night_vars(
+    as_of: date | str, *, candidates: bool = True, settings: Mapping[str, object] | None = None
+) -> dict[str, object]:
     """The dbt vars of the night of `as_of`: its as-of date; the schemas core and marts are built
     into (the candidate schemas the quality gate checks and the publish step swaps in, unless
     `candidates` is false); the checksum of the project's macros (the incremental models rebuild in
-    full when it changes); and the night's source systems (`B2B_CRM_SOURCE`, `B2B_BILLING_SOURCE`).
-    The DAG passes these to cosmos (with `as_of` a template); tests pass them to `run_dbt`."""
+    full when it changes); and the night's settings (`settings`, else `config.night_settings()`: the
+    source systems, reporting_currency, fx_base_currency, reporting_timezone, sales_pipelines, read
+    from b2b.yml or B2B_* variables). A change of a source or of the time zone rebuilds the
+    incremental models in full (macro night_settings_key). The DAG passes these to cosmos, `as_of`
+    and the settings as templates of what its first task fixed (`night_settings_templates`); tests
+    pass them to `run_dbt`."""
     day = as_of if isinstance(as_of, str) else as_of.isoformat()
     core, marts = (candidate("core"), candidate("marts")) if candidates else ("core", "marts")
     return {
@@ -116,8 +128,17 @@ def night_vars(as_of: date | str, *, candidates: bool = True) -> dict[str, str]:
         "core_schema": core,
         "marts_schema": marts,
         "macros_checksum": macros_checksum(),
-        "crm_source": crm_source(),
-        "billing_source": billing_source(),
+        **(night_settings() if settings is None else settings),
+    }
+
+
+def night_settings_templates(night: str) -> dict[str, str]:
+    """Airflow templates of the settings the night's first task fixed (`night`: a template expression of
+    that task's XCom, a `Night.as_dict()`), one per key of `config.night_settings()`; a list renders as
+    JSON text, which the dbt macros read back (`sales_pipelines_list()`)."""
+    return {
+        key: "{{ " + f"{night}['settings']['{key}']" + (" | tojson" if key == "sales_pipelines" else "") + " }}"
+        for key in (*REPORTING_SETTING_NAMES, "crm_source", "billing_source")
     }
 
 
