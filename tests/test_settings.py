@@ -194,13 +194,14 @@ def test_config_show_prints_each_setting_and_its_origin(settings_home: Path, cap
     from b2b_pipeline.cli import app
 
     (settings_home / "b2b.yml").write_text("reporting_timezone: Europe/Moscow\n", encoding="utf-8")
+    capfd.readouterr()
     result = CliRunner().invoke(app, ["config", "show"], env={"B2B_REPORTING_CURRENCY": "EUR", "COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 2}
+    output = result.output + capfd.readouterr().out  # the CLI's consoles write to the process's own stdout
+    lines = {line.split("│")[1].strip(): line for line in output.splitlines() if line.count("│") > 2}
     assert "EUR" in lines["reporting_currency"] and "environment B2B_REPORTING_CURRENCY" in lines["reporting_currency"]
-    assert (
-        "Europe/Moscow" in lines["reporting_timezone"] and str(settings_home / "b2b.yml") in lines["reporting_timezone"]
-    )
+    assert "Europe/Moscow" in lines["reporting_timezone"] and "│ b2b.yml " in lines["reporting_timezone"]
+    assert f"Settings file: {settings_home / 'b2b.yml'}" in output
     assert "default" in lines["fx_base_currency"] and "all" in lines["sales_pipelines"]
     capfd.readouterr()
     bad = CliRunner().invoke(app, ["config", "show"], env={"B2B_REPORTING_CURRENCY": "euros"})

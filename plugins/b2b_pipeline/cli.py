@@ -296,7 +296,8 @@ def config_show() -> None:
     for column in ("setting", "value", "from", "variable", "meaning"):
         table.add_column(column, overflow="fold")
     for setting in settings:
-        table.add_row(setting.key, escape(setting.value), escape(setting.origin), setting.env, setting.help)
+        origin = path.name if setting.origin == str(path) else setting.origin  # the file's path is printed above
+        table.add_row(setting.key, escape(setting.value), escape(origin), setting.env, setting.help)
     print_table(table)
 
 

@@ -50,7 +50,7 @@ def publish_copy(dsn: str) -> None:
 
 def test_a_changed_setting_rebuilds_in_full(warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     drop = tmp_path / "drop"
-    generate_company(drop, seed=5, accounts=60, start=dt.date(2025, 6, 1), end=AS_OF)
+    generate_company(drop, seed=5, accounts=40, start=dt.date(2025, 6, 1), end=AS_OF)
     load_drop(warehouse, drop)
     monkeypatch.setenv("B2B_HOME", str(tmp_path / "home"))
 
@@ -105,7 +105,7 @@ def test_a_reporting_currency_without_rates_is_blocked_by_the_gate(
     the core's amounts stay NULL and the quality gate blocks the night, naming the deals. A rate of
     the base currency (RUB) other than 1 blocks it too: the rates are not quoted in RUB."""
     drop = tmp_path / "drop"
-    generate_company(drop, seed=6, accounts=20, start=dt.date(2026, 1, 1), end=AS_OF)
+    generate_company(drop, seed=6, accounts=12, start=dt.date(2026, 2, 1), end=AS_OF)
     rates = drop / "billing" / "2026-03-30" / "fx_rates.csv"
     rates.parent.mkdir(parents=True, exist_ok=True)
     rates.write_text("rate_date,currency,rate\n2026-03-30,RUB,0.011\n", encoding="utf-8")

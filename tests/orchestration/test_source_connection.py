@@ -26,7 +26,9 @@ def test_the_file_drop_is_the_default() -> None:
 
 def test_an_unknown_source_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("B2B_CRM_SOURCE", "salesforce")
-    with pytest.raises(ValueError, match="B2B_CRM_SOURCE='salesforce': expected one of files, amocrm, bitrix24"):
+    with pytest.raises(
+        ValueError, match="environment B2B_CRM_SOURCE: crm_source='salesforce': expected one of files, amocrm, bitrix24"
+    ):
         api_connection("crm")
 
 

@@ -122,8 +122,9 @@ def published_settings(cur: psycopg.Cursor[Row], schema: str, tables: set[str] |
     if SETTINGS_MART in tables:
         row = cur.execute(
             sql.SQL(
-                "select reporting_currency, fx_base_currency, reporting_timezone, sales_pipelines from {} limit 1"
-            ).format(sql.Identifier(schema, SETTINGS_MART))
+                "select reporting_currency, fx_base_currency, reporting_timezone, sales_pipelines"
+                " from {}.reporting_settings limit 1"
+            ).format(sql.Identifier(schema))
         ).fetchone()
         if row:
             return ReportingSettings(
