@@ -66,13 +66,6 @@ def test_group(path: str) -> str:
     return shared[0] if shared else path
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: one worker more than the CPUs (at most `--maxprocesses`). Much of the suite's time is
-    spent waiting, not computing: on PostgreSQL's disk writes, on Airflow's scheduler and Celery
-    workers between heartbeats, on subprocesses the fault suite kills and restarts."""
-    return (os.cpu_count() or 1) + 1
-
-
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist's scope scheduler, its scope being the test's group (with `--dist loadscope`, the default
     here; another `--dist` on the command line keeps xdist's own scheduler)."""

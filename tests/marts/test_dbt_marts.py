@@ -31,9 +31,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def build(dsn: str, as_of: dt.date, tmp_path: Path, settings: dict | None = None) -> None:
-    """`dbt build` for the night of `as_of`; `settings` (reporting settings) override night_vars()'s."""
+    """`dbt build` for the night of `as_of`; `settings` (reporting settings) override night_vars()'s. A run
+    with settings is a `dbt run`: its marts are compared whole below, and the project's dbt tests under
+    other settings are `tests/marts/test_settings_rebuild.py`'s (each invocation with new vars parses the
+    project in full, so every one saved counts)."""
     result = run_dbt(
-        ["build"],
+        ["run" if settings else "build"],
         dsn=dsn,
         vars=night_vars(as_of) | (settings or {}),
         target_path=tmp_path / "target",
