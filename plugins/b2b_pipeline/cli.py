@@ -289,9 +289,9 @@ def config_show() -> None:
         err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
     path = settings_file()
-    console.print(
-        f"Settings file: {path}" + ("" if path.is_file() else " (not present: defaults and environment only)")
-    )
+    missing = "" if path.is_file() else " (not present: defaults and environment only)"
+    # on one line whatever the console's width: a log or a script reads it
+    console.print(f"Settings file: {escape(str(path))}{missing}", soft_wrap=True)
     table = Table()
     for column in ("setting", "value", "from", "variable", "meaning"):
         table.add_column(column, overflow="fold")
