@@ -41,6 +41,13 @@ TABLES: dict[str, str] = {
     " completed_stays bigint, open_stays bigint, avg_days_in_stage numeric, median_days_in_stage numeric",
 }
 
+# the published marts with marts.reporting_settings (marts published before it existed have none)
+TABLES_WITH_SETTINGS: dict[str, str] = {
+    **TABLES,
+    "reporting_settings": "as_of_date date, reporting_currency text, fx_base_currency text, reporting_timezone text,"
+    " sales_pipelines text",
+}
+
 # the core columns the report reads (the rest of the core star is not needed)
 CORE_TABLES: dict[str, str] = {
     "fct_deals": "account_key text, is_won boolean, close_date date, amount_reporting numeric, cycle_days integer",

@@ -16,7 +16,7 @@ from b2b_pipeline.reporting import ReportError, build_report, latest_dir, read_g
 from b2b_pipeline.reporting.report_charts import NO_DATA, short_number
 
 from .conftest import AS_OF
-from .published_marts import CUSTOMERS, ESCAPE_ME, TABLES, create_marts, fill_marts, write_gate
+from .published_marts import CUSTOMERS, ESCAPE_ME, TABLES, TABLES_WITH_SETTINGS, create_marts, fill_marts, write_gate
 
 CHARTS = (
     "funnel",
@@ -248,12 +248,8 @@ def test_currency_from_the_marts(warehouse: str, b2b_home: Path) -> None:
 
 @pytest.mark.integration
 def test_the_header_says_the_settings_the_marts_were_built_with(warehouse: str, b2b_home: Path) -> None:
-    tables = dict(TABLES)
-    tables["reporting_settings"] = (
-        "as_of_date date, reporting_currency text, fx_base_currency text, reporting_timezone text, sales_pipelines text"
-    )
     with psycopg.connect(warehouse, autocommit=True) as conn:
-        create_marts(conn, tables=tables)
+        create_marts(conn, tables=TABLES_WITH_SETTINGS)
         fill_marts(conn, AS_OF, months=3)
         conn.execute(
             "insert into marts.reporting_settings values (%s, 'EUR', 'RUB', 'Europe/Moscow', 'sales,renewals')",
@@ -317,12 +313,8 @@ def test_templates_ship_with_the_package() -> None:
 def test_the_headline_says_the_currency_and_zone_of_the_marts(warehouse: str) -> None:
     from b2b_pipeline.nightly import headline_metrics
 
-    tables = dict(TABLES)
-    tables["reporting_settings"] = (
-        "as_of_date date, reporting_currency text, fx_base_currency text, reporting_timezone text, sales_pipelines text"
-    )
     with psycopg.connect(warehouse, autocommit=True) as conn:
-        create_marts(conn, tables=tables)
+        create_marts(conn, tables=TABLES_WITH_SETTINGS)
         fill_marts(conn, AS_OF, months=3)
         before = headline_metrics(warehouse, AS_OF)
         conn.execute("insert into marts.reporting_settings values (%s, 'EUR', 'RUB', 'Asia/Tokyo', 'all')", (AS_OF,))
