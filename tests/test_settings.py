@@ -154,7 +154,10 @@ def test_the_settings_file_can_live_elsewhere(settings_home: Path, monkeypatch: 
         ("fx_base_currency: R1B\n", r"fx_base_currency='R1B'"),
         ("reporting_timezone: Mars/Olympus\n", r"reporting_timezone='Mars/Olympus': not an IANA time zone"),
         ("sales_pipelines: ' , '\n", r"sales_pipelines is empty"),
-        ("crm_source: salesforce\n", r"b2b.yml: crm_source='salesforce': expected one of files, amocrm, bitrix24"),
+        (
+            "crm_source: salesforce\n",
+            r"b2b.yml: crm_source='salesforce': expected one of files, amocrm, bitrix24, hubspot",
+        ),
         ("currency: EUR\n", r"unknown setting currency; the settings are reporting_currency"),
         ("reporting_timezone:\n", r"reporting_timezone needs a value"),
         ("reporting_currency: EUR\nreporting_timezone: [\n", r"b2b.yml, line 3: not valid YAML"),

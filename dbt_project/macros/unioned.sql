@@ -8,7 +8,12 @@
     system whose ids a billing record refers to (crm_source_system()).
 
     union_staging(entity, relations, rename={}, where=none): the union of the staging `relations`
-    of `entity`, one `select` per relation, as the body of a model's `unioned` CTE:
+    of `entity` that belong to the night's source system (night_source_system(entity): var
+    crm_source for a CRM entity, billing_source for a billing one), one `select` per relation, as
+    the body of a model's `unioned` CTE. Every source system's staging model is listed (lineage,
+    and every model builds on every warehouse), but only the night's is read: a warehouse that
+    switched from the file drop to an API source, or back, keeps the other's raw rows, which must not
+    count twice.
       - source_system: from the staging model's name, `stg_<source_system>__<name>`;
       - the canonical columns, in their order, each renamed as `rename` says (a model that derives
         a column as of the cutoff keeps the source's value as e.g. source_status);
@@ -70,9 +75,11 @@
 
 {# The CRM source system whose ids (crm_account_id, deal_id) the billing source system's records refer to. #}
 {% macro crm_source_system(billing_source_system) -%}
-    {#- the file drop's billing refers to the ids of the night's CRM (var crm_source: files, amocrm...) -#}
+    {#- the file drop's billing and Stripe's metadata (crm_account_id, deal_id) refer to the ids of the
+        night's CRM (var crm_source: files, amocrm...) -#}
     {%- set crm_of_billing = {
         'files': var('crm_source', 'files'),
+        'stripe': var('crm_source', 'files'),
     } -%}
     {%- if billing_source_system not in crm_of_billing -%}
         {{ exceptions.raise_compiler_error(
@@ -83,19 +90,44 @@
     {{- return(crm_of_billing[billing_source_system]) -}}
 {%- endmacro %}
 
+{#
+    The source system the night reads `entity` from: var crm_source for the CRM's entities, var
+    billing_source for billing's (billing_customers, subscriptions, invoices).
+#}
+{% macro night_source_system(entity) -%}
+    {%- if entity in ('billing_customers', 'subscriptions', 'invoices') -%}
+        {{- return(var('billing_source', 'files')) -}}
+    {%- endif -%}
+    {{- return(var('crm_source', 'files')) -}}
+{%- endmacro %}
+
 {% macro union_staging(entity, relations, rename={}, where=none) -%}
     {#- while dbt parses, ref() does not resolve to the staging model: nothing to check or emit -#}
     {%- if not execute -%}
         {{- return('') -}}
     {%- endif -%}
     {%- set columns = canonical_columns(entity) -%}
+    {%- set night_source = night_source_system(entity) -%}
+    {%- set read_relations = [] -%}
+    {%- for relation in relations -%}
+        {%- if relation.identifier.startswith('stg_' ~ night_source ~ '__') -%}
+            {%- do read_relations.append(relation) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if not read_relations -%}
+        {{ exceptions.raise_compiler_error(
+            "union_staging('" ~ entity ~ "'): the night reads it from '" ~ night_source
+            ~ "', but no staging model of that source system is listed ("
+            ~ (relations | map(attribute='identifier') | join(', ')) ~ ")"
+        ) }}
+    {%- endif -%}
     {%- set read = columns | reject('equalto', 'crm_source_system') | list -%}
     {%- for name in rename if name not in columns -%}
         {{ exceptions.raise_compiler_error(
             "union_staging('" ~ entity ~ "'): cannot rename '" ~ name ~ "', not a canonical column"
         ) }}
     {%- endfor -%}
-    {%- for relation in relations -%}
+    {%- for relation in read_relations -%}
         {%- set parsed = modules.re.match('^stg_([a-z0-9]+)__', relation.identifier) -%}
         {%- if not parsed -%}
             {{ exceptions.raise_compiler_error(

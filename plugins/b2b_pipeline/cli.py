@@ -20,7 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from rich.table import Table
 
 from b2b_pipeline.cli_support import parse_date, resolve_warehouse, warehouse_night_lock
-from b2b_pipeline.config import CRM_SOURCES, b2b_home
+from b2b_pipeline.config import BILLING_SOURCES, CRM_SOURCES, b2b_home
 from b2b_pipeline.filedrop.loader import LoadReport, load_drop
 from b2b_pipeline.filedrop.spec import SYSTEMS
 from b2b_pipeline.night import Night
@@ -49,8 +49,9 @@ DEMO_ERROR_RATE = 0.0005
 DEMO_COMPLETE = ".complete"  # `b2b demo`'s marker in its drop folder: the drop was generated to the end
 # the values of `b2b load --system`: an unknown one is a usage error (exit 2), not an empty batch
 System = Enum("System", {name: name for name in SYSTEMS}, type=str)
-# the values of `b2b demo --crm`
+# the values of `b2b demo --crm` and `--billing`
 CrmSource = Enum("CrmSource", {name: name for name in CRM_SOURCES}, type=str)
+BillingSource = Enum("BillingSource", {name: name for name in BILLING_SOURCES}, type=str)
 
 
 @app.callback()
@@ -146,16 +147,25 @@ def demo(
         CrmSource,
         typer.Option(
             case_sensitive=False,
-            help="Where the night reads the CRM: the drop's files, or a local fake of amoCRM or Bitrix24 "
-            "that the demo starts, seeded from the same drop.",
+            help="Where the night reads the CRM: the drop's files, or a local fake of amoCRM, Bitrix24 or "
+            "HubSpot that the demo starts, seeded from the same drop.",
         ),
     ] = CrmSource.files,
+    billing: Annotated[
+        BillingSource,
+        typer.Option(
+            case_sensitive=False,
+            help="Where the night reads billing: the drop's files, or a local fake of Stripe that the demo "
+            "starts, seeded from the same drop (fx_rates still come from the drop).",
+        ),
+    ] = BillingSource.files,
     accounts: Annotated[int, typer.Option(min=1, help="CRM accounts of the demo company.")] = DEMO_ACCOUNTS,
 ) -> None:
     """Generate the demo company under B2B_HOME and run its last night; print the metrics and the reports.
 
-    With --crm amocrm (or bitrix24) the night reads the CRM through the API connector from a fake of
-    that service on 127.0.0.1, started here and stopped after; billing still comes from the drop.
+    With --crm amocrm (bitrix24, hubspot) the night reads the CRM through the API connector from a
+    fake of that service on 127.0.0.1, started here and stopped after; with --billing stripe, billing
+    likewise from a fake of Stripe.
     """
     home = b2b_home()
     drop = home / "demo" / "drop"
@@ -175,7 +185,8 @@ def demo(
         _generate(drop, DEMO_SEED, accounts, DEMO_START, DEMO_END, DEMO_NIGHTLY_DAYS, False, DEMO_ERROR_RATE)
         marker.write_text(wanted)
     night = Night(as_of=DEMO_END, source_dir=drop)
-    code = _run_night(night) if crm is CrmSource.files else _run_demo_night_through_fake(night, crm.value)
+    through_fakes = [source.value for source in (crm, billing) if source.value != "files"]
+    code = _run_demo_night_through_fakes(night, through_fakes) if through_fakes else _run_night(night)
     with contextlib.suppress(psycopg.Error):
         _print_warehouse_totals(warehouse_dsn())
     raise typer.Exit(code)
@@ -187,29 +198,31 @@ def _demo_marker(marker: Path) -> str:
     return f"generated {DEMO_ACCOUNTS} accounts\n" if text == "generated\n" else text
 
 
-def _run_demo_night_through_fake(night: Night, source: str) -> int:
-    from b2b_pipeline.orchestration.demo_crm import (
+def _run_demo_night_through_fakes(night: Night, sources: list[str]) -> int:
+    from b2b_pipeline.orchestration.demo_sources import (
         DEMO_FAKE_REQUESTS_PER_SECOND,
         DOCUMENTED_REQUESTS_PER_SECOND,
-        serve_demo_crm,
+        serve_demo_sources,
     )
 
-    with serve_demo_crm(source, night.source_dir, night.as_of) as crm:
+    with serve_demo_sources(sources, night.source_dir, night.as_of) as served:
+        by_system = {s.system: f"a local fake of {s.title} at 127.0.0.1" for s in served}
         console.print(
-            f"CRM from a local fake of {crm.title} at 127.0.0.1 (seeded from {night.source_dir}, its clock at the "
-            f"end of {night.as_of}); billing from the drop.",
+            f"CRM from {by_system.get('crm', 'the drop')}, billing from {by_system.get('billing', 'the drop')} "
+            f"(seeded from {night.source_dir}, clocks at the end of {night.as_of}).",
             soft_wrap=True,
         )
         code = _run_night(night)
-        documented = DOCUMENTED_REQUESTS_PER_SECOND[source]
-        with contextlib.suppress(psycopg.Error):
-            _print_landed(source, warehouse_dsn())
-        console.print(
-            f"The fake {crm.title} answered {crm.requests():,} requests "
-            f"at up to {DEMO_FAKE_REQUESTS_PER_SECOND} a second; "
-            f"at {crm.title}'s documented {documented:g} a second they take about {crm.documented_minutes():.1f} min.",
-            soft_wrap=True,
-        )
+        for fake in served:
+            with contextlib.suppress(psycopg.Error):
+                _print_landed(fake.source, warehouse_dsn())
+            console.print(
+                f"The fake {fake.title} answered {fake.requests():,} requests "
+                f"at up to {DEMO_FAKE_REQUESTS_PER_SECOND} a second; at {fake.title}'s documented "
+                f"{DOCUMENTED_REQUESTS_PER_SECOND[fake.source]:g} a second they take about "
+                f"{fake.documented_minutes():.1f} min.",
+                soft_wrap=True,
+            )
     return code
 
 

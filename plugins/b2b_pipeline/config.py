@@ -203,8 +203,8 @@ def fault_kill_at() -> str | None:
 
 CRM_SOURCE_ENV = "B2B_CRM_SOURCE"
 BILLING_SOURCE_ENV = "B2B_BILLING_SOURCE"
-CRM_SOURCES: tuple[str, ...] = ("files", "amocrm", "bitrix24")
-BILLING_SOURCES: tuple[str, ...] = ("files",)
+CRM_SOURCES: tuple[str, ...] = ("files", "amocrm", "bitrix24", "hubspot")
+BILLING_SOURCES: tuple[str, ...] = ("files", "stripe")
 
 
 def _file_choice(key: str, env: str, choices: tuple[str, ...], default: str) -> str:
@@ -246,6 +246,8 @@ def source_freshness_mode() -> str:
 API_OPTIONS: dict[str, tuple[str, ...]] = {
     "amocrm": ("tax_id_field", "web_field", "lookback_seconds", "requests_per_second"),
     "bitrix24": ("lookback_seconds", "requests_per_second"),
+    "hubspot": ("lookback_seconds", "requests_per_second", "search_requests_per_second"),
+    "stripe": ("requests_per_second",),
 }
 
 

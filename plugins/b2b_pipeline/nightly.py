@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from b2b_pipeline.config import b2b_home
-from b2b_pipeline.filedrop.loader import load_drop
+from b2b_pipeline.filedrop.loader import LoadReport, load_drop
+from b2b_pipeline.filedrop.spec import ALWAYS_FROM_FILES
 from b2b_pipeline.night import Night
 from b2b_pipeline.reporting.dbt_docs import build_dbt_docs, dbt_docs_page
 from b2b_pipeline.reporting.report_data import published_settings
@@ -29,14 +31,24 @@ log = logging.getLogger(__name__)
 
 def extract(dsn: str, night: Night, system: str, connection: ApiConnection | None = None) -> dict[str, Any]:
     """Land tonight's records of one source system (crm, billing): the new files of the drop, or,
-    with an API `connection`, the source's changes since its cursor. A summary for XCom and logs,
-    without any credential."""
-    if connection is not None:
-        return {"system": system, **extract_api(dsn, connection)}
-    report = load_drop(dsn, night.source_dir, systems=(system,))
+    with an API `connection`, the source's changes since its cursor, and the drop's files of the
+    entities no API serves (`ALWAYS_FROM_FILES`: billing's fx_rates) when the drop has them. A
+    summary for XCom and logs, without any credential."""
+    if connection is None:
+        report = load_drop(dsn, night.source_dir, systems=(system,))
+        return {"system": system, "source": "files", **_files_summary(report)}
+    summary: dict[str, Any] = {"system": system, **extract_api(dsn, connection)}
+    reference = ALWAYS_FROM_FILES.get(system, ())
+    if reference and Path(night.source_dir).is_dir():
+        report = load_drop(dsn, night.source_dir, systems=(system,), entities=reference)
+        summary["files"] = {"entities": list(reference), **_files_summary(report)}
+    elif reference:
+        log.info("%s: no drop at %s: no %s files tonight", system, night.source_dir, ", ".join(reference))
+    return summary
+
+
+def _files_summary(report: LoadReport) -> dict[str, Any]:
     return {
-        "system": system,
-        "source": "files",
         "batch_id": report.batch_id,
         "files_loaded": report.count("loaded"),
         "files_skipped": report.count("skipped"),

@@ -516,3 +516,25 @@ def test_a_bad_value_is_found_by_a_parallel_plan(warehouse: str, tmp_path: Path)
     assert rows(warehouse, "select line, reason from raw_files.quarantine") == [
         (2002, "entered_at: not an ISO 8601 timestamp (2026-02-30)")
     ]
+
+
+def test_entities_narrow_a_batch_to_their_files(warehouse: str, tmp_path: Path) -> None:
+    """A night whose billing comes from an API still reads the drop's fx_rates, and only them: the
+    drop's other billing files, and its unrecognised ones, are neither loaded nor refused."""
+    write(tmp_path, "billing/fx_rates.csv", "rate_date,currency,rate\n2026-01-05,USD,90.5\n")
+    write(
+        tmp_path,
+        "billing/customers.csv",
+        "customer_id,name,created_at,updated_at\nC1,ООО Ромашка,2026-01-05T10:00:00Z,2026-01-05T10:00:00Z\n",
+    )
+    write(tmp_path, "billing/notes.txt", "not an entity\n")
+    write(tmp_path, "crm/deals.csv", f"{DEAL_HEADER}\n")
+    report = load_drop(warehouse, tmp_path, systems=("billing",), entities=("fx_rates",))
+    assert [(f.file, f.status, f.rows_loaded) for f in report.files] == [("billing/fx_rates.csv", "loaded", 1)]
+    assert rows(warehouse, "select currency, rate from raw_files.fx_rates") == [("USD", "90.5")]
+    later = load_drop(warehouse, tmp_path, systems=("billing",))  # the rest stays for a night that reads billing files
+    assert {f.file: f.status for f in later.files} == {
+        "billing/fx_rates.csv": "skipped",
+        "billing/customers.csv": "loaded",
+        "billing/notes.txt": "refused",
+    }

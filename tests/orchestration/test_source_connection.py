@@ -17,6 +17,8 @@ TOKEN = "secret-token-93ab1"
 def _no_source_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("B2B_CRM_SOURCE", "B2B_AMOCRM_URL", "B2B_AMOCRM_TOKEN", "B2B_BITRIX24_URL", "AIRFLOW_CONN_B2B_AMOCRM"):
         monkeypatch.delenv(name, raising=False)
+    for name in ("B2B_BILLING_SOURCE", "B2B_HUBSPOT_URL", "B2B_STRIPE_URL", "AIRFLOW_CONN_B2B_HUBSPOT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_the_file_drop_is_the_default() -> None:
@@ -27,7 +29,8 @@ def test_the_file_drop_is_the_default() -> None:
 def test_an_unknown_source_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("B2B_CRM_SOURCE", "salesforce")
     with pytest.raises(
-        ValueError, match="environment B2B_CRM_SOURCE: crm_source='salesforce': expected one of files, amocrm, bitrix24"
+        ValueError,
+        match="environment B2B_CRM_SOURCE: crm_source='salesforce': expected one of files, amocrm, bitrix24, hubspot",
     ):
         api_connection("crm")
 
@@ -68,3 +71,11 @@ def test_a_bitrix24_webhook_is_a_credential(monkeypatch: pytest.MonkeyPatch) -> 
     found = api_connection("crm")
     assert found is not None and found.base_url.endswith(f"/{TOKEN}/")
     assert TOKEN not in repr(found) and TOKEN not in found.describe()
+
+
+def test_a_pasted_token_loses_its_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("B2B_CRM_SOURCE", "hubspot")
+    conn = {"conn_type": "http", "host": "https://api.hubapi.com", "password": f"{TOKEN}\n"}
+    monkeypatch.setenv("AIRFLOW_CONN_B2B_HUBSPOT", json.dumps(conn))
+    found = api_connection("crm")
+    assert found is not None and found.secret == TOKEN and found.source == "hubspot"

@@ -438,6 +438,8 @@ def test_night_selectors_check_only_what_the_night_reads() -> None:
     from_amocrm = night_selectors("amocrm", "files")
     assert from_amocrm[0] == "source:amocrm"
     assert "source:files.invoices" in from_amocrm and "source:files.deals" not in from_amocrm  # CRM is amoCRM's
+    # no file at all but the rates, which no API serves (spec.ALWAYS_FROM_FILES)
+    assert night_selectors("hubspot", "stripe") == ["source:hubspot", "source:stripe", "source:files.fx_rates"]
 
 
 def test_a_stale_source_warns_then_blocks_as_configured(

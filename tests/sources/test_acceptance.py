@@ -1,9 +1,11 @@
-"""Acceptance: the marts built through amoCRM, and through Bitrix24, equal the marts built through the
-file drop, row for row, for one generated company over two nights with changes and deletions between
-them.
+"""Acceptance: the marts built through amoCRM, through Bitrix24, and through HubSpot with Stripe, equal
+the marts built through the file drop, row for row, for one generated company over two nights with
+changes and deletions between them.
 
-One drop serves three paths: the file drop itself (the CRM and billing loaded by the loader), and
-each fake (seeded from the same drop, serving it as of its clock; billing still from the drop). The
+One drop serves four paths: the file drop itself (the CRM and billing loaded by the loader), and
+each fake (seeded from the same drop, serving it as of its clock). With amoCRM or Bitrix24 billing
+still comes from the drop; with HubSpot it comes from Stripe, and only the fx rates from the drop
+(no API serves them). Every extraction goes through the night's own step (`nightly.extract`). The
 compared columns are every mart column but the surrogate keys and source ids (`*_key`, `*_id`),
 which name the source system by design.
 """
@@ -24,8 +26,10 @@ from psycopg import sql
 
 from b2b_pipeline.filedrop.loader import load_drop
 from b2b_pipeline.generate import generate_company
-from b2b_pipeline.night import cutoff
-from b2b_pipeline.sources.registry import ApiConnection, extract_api
+from b2b_pipeline.night import Night, cutoff
+from b2b_pipeline.nightly import extract
+from b2b_pipeline.sources.landing import SourceRefused
+from b2b_pipeline.sources.registry import ApiConnection
 from b2b_pipeline.transform import night_vars, run_dbt
 from b2b_pipeline.warehouse import with_database
 
@@ -104,8 +108,8 @@ def drop_marts(
     return expected
 
 
-def build(dsn: str, as_of: date, crm_source: str, tmp: Path) -> None:
-    variables = {**night_vars(as_of), "crm_source": crm_source}
+def build(dsn: str, as_of: date, crm_source: str, tmp: Path, billing_source: str = "files") -> None:
+    variables = {**night_vars(as_of), "crm_source": crm_source, "billing_source": billing_source}
     run_dbt(["build"], dsn=dsn, vars=variables, target_path=tmp / "target", log_path=tmp / "logs")
 
 
@@ -141,9 +145,17 @@ def serve(source: str, drop: Path) -> Any:
         from b2b_pipeline.sources.amocrm.fake import FakeAmoCRM
 
         return FakeAmoCRM(drop, token=TOKEN)
-    from b2b_pipeline.sources.bitrix24.fake import FakeBitrix24
+    if source == "bitrix24":
+        from b2b_pipeline.sources.bitrix24.fake import FakeBitrix24
 
-    return FakeBitrix24(drop, webhook_user=1, webhook_secret=TOKEN)
+        return FakeBitrix24(drop, webhook_user=1, webhook_secret=TOKEN)
+    if source == "hubspot":
+        from b2b_pipeline.sources.hubspot.fake import FakeHubSpot
+
+        return FakeHubSpot(drop, token=TOKEN, requests_per_second=1000)
+    from b2b_pipeline.sources.stripe.fake import FakeStripe
+
+    return FakeStripe(drop, api_key=TOKEN, requests_per_second=1000)
 
 
 def move_clock(fake: Any, as_of: date) -> None:
@@ -153,9 +165,23 @@ def move_clock(fake: Any, as_of: date) -> None:
 
 
 def connection(source: str, fake: Any) -> ApiConnection:
-    if source == "amocrm":
-        return ApiConnection(source, fake.base_url, "test connection b2b_amocrm", TOKEN, {"requests_per_second": "50"})
-    return ApiConnection(source, fake.webhook_url, "test connection b2b_bitrix24", "", {"requests_per_second": "50"})
+    options = {"requests_per_second": "200"}
+    if source == "bitrix24":
+        return ApiConnection(source, fake.webhook_url, "test connection b2b_bitrix24", "", options)
+    if source == "hubspot":
+        options["search_requests_per_second"] = "200"
+    return ApiConnection(source, fake.base_url, f"test connection b2b_{source}", TOKEN, options)
+
+
+def night_of(as_of: date, drop: Path) -> Night:
+    return Night(as_of=as_of, source_dir=drop)
+
+
+def assert_marts_equal(dsn: str, expected: dict[str, list[tuple[Any, ...]]], path: str, night: date) -> None:
+    got = marts(dsn)
+    assert sorted(got) == sorted(expected)
+    for table in expected:
+        assert got[table] == expected[table], f"{path}, night {night}: marts.{table} differs"
 
 
 @pytest.mark.parametrize("source", ["amocrm", "bitrix24"])
@@ -168,18 +194,96 @@ def test_marts_through_the_api_equal_the_drops(
     tmp_path: Path,
 ) -> None:
     with scratch_database(embedded_admin_dsn, source) as api, serve(source, drop) as fake:
-        load_drop(api, drop, systems=("billing",))
         for night in NIGHTS:
             move_clock(fake, night)
-            landed = extract_api(api, connection(source, fake), home=b2b_home)
+            landed = extract(api, night_of(night, drop), "crm", connection(source, fake))
             assert landed["rows_landed"] > 0
+            extract(api, night_of(night, drop), "billing")
             build(api, night, source, tmp_path)
-            expected, got = drop_marts[night], marts(api)
-            assert sorted(got) == sorted(expected)
-            for table in expected:
-                assert got[table] == expected[table], f"{source}, night {night}: marts.{table} differs"
+            assert_marts_equal(api, drop_marts[night], source, night)
         with psycopg.connect(api) as conn:
             renamed = conn.execute(
                 "select count(*) from intermediate.int_deals_unioned where deal_name = 'Переименовано'"
             ).fetchone()[0]
         assert renamed == 1  # the second night's change came through the API
+
+
+EARLY_SYNC = date(2026, 10, 10)  # more than Stripe's 30 days of events before the first night
+
+
+def test_marts_through_hubspot_and_stripe_equal_the_drops(
+    drop: Path,
+    drop_marts: dict[date, dict[str, list[tuple[Any, ...]]]],
+    embedded_admin_dsn: str,
+    b2b_home: Path,
+    tmp_path: Path,
+) -> None:
+    """No file but the fx rates: CRM from HubSpot, billing from Stripe. A first sync in October; the
+    first night, 44 days later, finds Stripe's event cursor past its 30 days and lists everything
+    again, while a 429 strikes in the middle of each extraction (HubSpot's deal batch read, Stripe's
+    invoice list);
+    the second night reads Stripe's events only, and its extractions fail half-way (the credential
+    refused mid-paging: the night's extract stops at once) and run again; before it builds, the
+    drop's own CRM and billing files land in the same warehouse too, which the night must not read.
+    The marts of both nights equal the drop's, and the drop's deletions (a deal archived in HubSpot)
+    are gone from them."""
+    with (
+        scratch_database(embedded_admin_dsn, "hubspot_stripe") as api,
+        serve("hubspot", drop) as hubspot,
+        serve("stripe", drop) as stripe,
+    ):
+        crm, billing = connection("hubspot", hubspot), connection("stripe", stripe)
+
+        def night_extract(night: date) -> None:
+            landed_crm = extract(api, night_of(night, drop), "crm", crm)
+            landed_billing = extract(api, night_of(night, drop), "billing", billing)
+            assert landed_crm["source"] == "hubspot" and landed_billing["source"] == "stripe"
+            assert landed_billing["files"]["entities"] == ["fx_rates"]  # the rates, from the drop
+
+        for fake in (hubspot, stripe):
+            move_clock(fake, EARLY_SYNC)
+        night_extract(EARLY_SYNC)
+        with psycopg.connect(api) as conn:
+            billing_files = conn.execute(
+                "select array_agg(distinct entity order by entity) from raw_files.file_loads where system = 'billing'"
+            ).fetchone()[0]
+        assert billing_files == ["fx_rates"]  # no customer, subscription or invoice file was read
+
+        first, second = NIGHTS
+        for fake in (hubspot, stripe):
+            move_clock(fake, first)
+        # 429s mid-extraction: HubSpot's first batch read of the deals the search found, Stripe's list of
+        # invoices after its customers and subscriptions (the fakes' own rate limits are out of the way)
+        hubspot.inject_fault("/crm/v3/objects/deals/batch/read", "429")
+        stripe.inject_fault("/v1/invoices", "429")
+        listed = stripe.request_count("/v1/invoices")
+        night_extract(first)
+        assert all(fault.count == 0 for fault in (*hubspot.faults, *stripe.faults))  # every 429 struck
+        assert stripe.request_count("/v1/invoices") >= listed + 2  # the re-list: the 429, then its retry
+        build(api, first, "hubspot", tmp_path, billing_source="stripe")
+        assert_marts_equal(api, drop_marts[first], "hubspot+stripe", first)
+
+        for fake in (hubspot, stripe):
+            move_clock(fake, second)
+        listed, events = stripe.request_count("/v1/invoices"), stripe.request_count("/v1/events")
+        token, key = hubspot.token, stripe.api_key
+        hubspot.on_request("/crm/v3/objects/deals/search", 1, lambda fake: setattr(fake, "token", "revoked"))
+        stripe.on_request("/v1/events", 1, lambda fake: setattr(fake, "api_key", "rk_test_revoked"))
+        for system, conn_ in (("crm", crm), ("billing", billing)):
+            with pytest.raises(SourceRefused):
+                extract(api, night_of(second, drop), system, conn_)
+        hubspot.token, stripe.api_key = token, key
+        night_extract(second)
+        assert stripe.request_count("/v1/invoices") == listed  # within 30 days: the events only
+        assert stripe.request_count("/v1/events") > events
+        # the drop's CRM and billing files in the same warehouse (a team moving from files to APIs): the
+        # night reads only its own sources, so they change nothing
+        load_drop(api, drop)
+        build(api, second, "hubspot", tmp_path, billing_source="stripe")
+        assert_marts_equal(api, drop_marts[second], "hubspot+stripe", second)
+        with psycopg.connect(api) as conn:
+            renamed = conn.execute(
+                "select count(*) from intermediate.int_deals_unioned where deal_name = 'Переименовано'"
+            ).fetchone()[0]
+            archived = conn.execute("select count(*) from raw_hubspot.deals where is_deleted").fetchone()[0]
+        assert renamed == 1 and archived >= 1  # the second night's change and deletion came through HubSpot

@@ -1,7 +1,8 @@
-"""Whole nights with the CRM read from an API, through the real DAG: `b2b demo --crm amocrm` (the demo
-starts the fake itself, and reads it even when a connection to a real account is defined) publishes;
-then a night whose token is wrong exits 1 with a clear error naming the connection, never the token,
-and leaves the published marts exactly as they were."""
+"""Whole nights with the CRM and billing read from APIs, through the real DAG: `b2b demo --crm hubspot
+--billing stripe` (the demo starts the fakes itself, and reads them even when a connection to a real
+account is defined) publishes with no file read but the fx rates; then a night whose amoCRM token is
+wrong exits 1 with a clear error naming the connection, never the token, and leaves the published
+marts exactly as they were."""
 
 from __future__ import annotations
 
@@ -28,32 +29,49 @@ TOKEN = "night-token-3e8a0b"
 
 
 def b2b(home: Path, dsn: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    inherited = ("B2B_CRM_SOURCE", "B2B_AMOCRM_", "B2B_BITRIX24_", "AIRFLOW_CONN_B2B_")
+    inherited = ("B2B_CRM_SOURCE", "B2B_BILLING_SOURCE", "B2B_AMOCRM_", "B2B_BITRIX24_", "B2B_HUBSPOT_")
+    inherited += ("B2B_STRIPE_", "AIRFLOW_CONN_B2B_")
     env = {name: value for name, value in os.environ.items() if not name.startswith(inherited)}
     env |= {"B2B_HOME": str(home), "B2B_WAREHOUSE_DSN": dsn, "COLUMNS": "200", **extra_env}
     return subprocess.run([B2B, *args], env=env, capture_output=True, text=True, timeout=1200, check=False)
 
 
-def test_demo_through_the_amocrm_fake_then_a_wrong_token(warehouse: str, tmp_path: Path) -> None:
+def test_demo_through_hubspot_and_stripe_fakes_then_a_wrong_token(warehouse: str, tmp_path: Path) -> None:
     if "host=/" not in warehouse:  # whole nights: once, on the embedded warehouse, is enough
         pytest.skip("whole API nights are exercised on the embedded warehouse")
     home = tmp_path / "home"
 
-    # a connection to a "real" account already defined: the demo must read its own fake, never that one
+    # connections to "real" accounts already defined: the demo must read its own fakes, never those
     real = json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9", "password": "a-real-token"})
-    demo = b2b(home, warehouse, "demo", "--crm", "amocrm", "--accounts", str(ACCOUNTS), AIRFLOW_CONN_B2B_AMOCRM=real)
+    demo = b2b(
+        home,
+        warehouse,
+        "demo",
+        "--crm",
+        "hubspot",
+        "--billing",
+        "stripe",
+        "--accounts",
+        str(ACCOUNTS),
+        AIRFLOW_CONN_B2B_HUBSPOT=real,
+        AIRFLOW_CONN_B2B_STRIPE=real,
+    )
     out = demo.stdout + demo.stderr
     assert demo.returncode == 0, out
-    assert "local fake of amoCRM" in out and "Published" in out
-    assert "requests at up to" in out and "documented 7 a second" in out
-    assert "Raw layer: raw_amocrm" in out and "leads" in out
+    assert "CRM from a local fake of HubSpot" in out and "billing from a local fake of Stripe" in out
+    assert "Published" in out
+    assert "documented 10 a second" in out and "documented 25 a second" in out
+    assert "Raw layer: raw_hubspot" in out and "Raw layer: raw_stripe" in out
     published = fingerprint(warehouse)
     assert {"sales_funnel", "sales_performance_monthly", "revenue_monthly"} <= set(published)
     with psycopg.connect(warehouse) as conn:
-        leads = conn.execute("select count(*) from raw_amocrm.leads").fetchone()[0]
-        crm_files = conn.execute("select count(*) from raw_files.file_loads where system = 'crm'").fetchone()[0]
-    assert leads > 0  # the CRM came through the API ...
-    assert crm_files == 0  # ... and not from the drop's crm/ files
+        deals = conn.execute("select count(*) from raw_hubspot.deals").fetchone()[0]
+        invoices = conn.execute("select count(*) from raw_stripe.invoices").fetchone()[0]
+        files = conn.execute("select array_agg(distinct entity) from raw_files.file_loads").fetchone()[0]
+        revenue = conn.execute("select sum(revenue) from marts.revenue_monthly").fetchone()[0]
+    assert deals > 0 and invoices > 0  # the CRM and billing came through the APIs ...
+    assert files == ["fx_rates"]  # ... and of the drop only the rates were read
+    assert revenue > 0
 
     drop = home / "demo" / "drop"
     with FakeAmoCRM(drop, token=TOKEN, now=cutoff(DEMO_END) - timedelta(seconds=1)) as fake:

@@ -85,14 +85,15 @@ def test_layout_on_a_warehouse_with_a_second_crm(warehouse: str, tmp_path: Path)
     other_users.write_text(OTHER_USERS.format(team="'north'::text as team,"))
     sales_reps = project / "models" / "intermediate" / "unioned" / "int_sales_reps_unioned.sql"
     text = sales_reps.read_text()
-    assert "ref('stg_bitrix24__users')]" in text
+    assert "ref('stg_hubspot__users')]" in text
     sales_reps.write_text(
-        text.replace("ref('stg_bitrix24__users')]", "ref('stg_bitrix24__users'), ref('stg_othercrm__users')]")
+        text.replace("ref('stg_hubspot__users')]", "ref('stg_hubspot__users'), ref('stg_othercrm__users')]")
     )
+    night = {**AS_OF, "crm_source": "othercrm"}  # the unions read the night's CRM only
 
     dirs = {"target_path": tmp_path / "target", "log_path": tmp_path / "logs", "project_dir": project}
     command = ["run", "--select", "path:models/staging/files/base", "+int_sales_reps_unioned"]
-    run_dbt(command, dsn=warehouse, vars=AS_OF, **dirs)
+    run_dbt(command, dsn=warehouse, vars=night, **dirs)
 
     with psycopg.connect(warehouse) as conn:
         for path in _models("staging/files/base"):
@@ -115,4 +116,4 @@ def test_layout_on_a_warehouse_with_a_second_crm(warehouse: str, tmp_path: Path)
     # a staging model without a canonical column fails the unioned model, naming the column
     other_users.write_text(OTHER_USERS.format(team=""))
     with pytest.raises(DbtError, match="stg_othercrm__users lacks canonical columns of 'sales_reps': team"):
-        run_dbt(["run", "--select", "stg_othercrm__users", "int_sales_reps_unioned"], dsn=warehouse, vars=AS_OF, **dirs)
+        run_dbt(["run", "--select", "stg_othercrm__users", "int_sales_reps_unioned"], dsn=warehouse, vars=night, **dirs)

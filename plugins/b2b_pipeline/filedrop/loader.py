@@ -109,10 +109,15 @@ def load_drop(
     source_dir: Path,
     *,
     systems: tuple[str, ...] | None = None,
+    entities: tuple[str, ...] | None = None,
     progress: Progress | None = None,
     workers: int = DEFAULT_WORKERS,
 ) -> LoadReport:
     """Load every new file of the drop at `source_dir` (only `systems`, when given) as one batch.
+
+    `entities` (names such as "fx_rates") narrows the batch to the files of those entities: a
+    night whose billing comes from an API still reads the drop's fx_rates (`spec.ALWAYS_FROM_FILES`),
+    and the drop's other files of that system, and its unrecognised ones, are then none of its business.
 
     Up to `workers` connections load files side by side, one entity per connection at a
     time: the files of an entity load one after another in drop order, each in its own
@@ -125,9 +130,14 @@ def load_drop(
         batch_id = open_batch(conn, source_dir)
         report = LoadReport(batch_id=batch_id, source_dir=source_dir)
         for relpath, why in found.ignored:
-            if systems is None or relpath.split("/", 1)[0] in systems:
+            if entities is None and (systems is None or relpath.split("/", 1)[0] in systems):
                 report.files.append(_refuse(conn, batch_id, relpath, None, why))
-        files = [f for f in found.files if systems is None or f.system in systems]
+        files = [
+            f
+            for f in found.files
+            if (systems is None or f.system in systems)
+            and (entities is None or (f.entity is not None and f.entity.name in entities))
+        ]
         report.files.extend(_load_files(dsn, conn, batch_id, files, progress, workers))
         finish_batch(
             conn,

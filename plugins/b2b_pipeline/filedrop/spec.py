@@ -269,6 +269,10 @@ ENTITIES: tuple[Entity, ...] = (
 
 ENTITY_BY_NAME: dict[tuple[str, str], Entity] = {(e.system, e.name): e for e in ENTITIES}
 SYSTEMS: tuple[str, ...] = ("crm", "billing")
+# The entities read from the drop whatever the source of their system: no API source serves them.
+# Stripe has no rates a finance team books at, so a night whose billing comes from Stripe still reads
+# billing/fx_rates (docs/sources.md).
+ALWAYS_FROM_FILES: dict[str, tuple[str, ...]] = {"billing": ("fx_rates",)}
 
 
 def entity(system: str, name: str) -> Entity:

@@ -83,6 +83,8 @@ COMPOSE_ONLY = frozenset(
         "B2B_FX_BASE_CURRENCY",
         "B2B_REPORTING_TIMEZONE",
         "B2B_SALES_PIPELINES",
+        "B2B_CRM_SOURCE",
+        "B2B_BILLING_SOURCE",
     }
 )
 

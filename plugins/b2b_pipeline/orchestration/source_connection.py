@@ -42,7 +42,8 @@ def api_connection(system: str) -> ApiConnection | None:
         if conn.port and "://" not in conn.host:
             host += f":{conn.port}"
         options = {k: str(v) for k, v in (conn.extra_dejson or {}).items()}
-        return ApiConnection(source, host, f"Airflow connection {connection_id(source)}", conn.password or "", options)
+        secret = (conn.password or "").strip()  # a pasted token's newline would make a malformed header
+        return ApiConnection(source, host, f"Airflow connection {connection_id(source)}", secret, options)
     found = connection_from_environment(source)
     if found is None:
         raise SourceConfigError(

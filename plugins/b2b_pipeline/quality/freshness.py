@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from b2b_pipeline.config import b2b_home, billing_source, crm_source, dbt_project_dir, source_freshness_mode
-from b2b_pipeline.filedrop.spec import ENTITIES
+from b2b_pipeline.filedrop.spec import ALWAYS_FROM_FILES, ENTITIES
 from b2b_pipeline.quality.result import CheckResult
 from b2b_pipeline.transform.dbt_runner import ENV_DBNAME, ENV_HOST, ENV_PORT, dsn_to_env, run_dbt
 from b2b_pipeline.transform.manifest import PARTIAL_PARSE
@@ -37,11 +37,15 @@ EXPECTATION = "dbt source freshness"
 
 def night_selectors(crm: str | None = None, billing: str | None = None) -> list[str]:
     """dbt selectors of the tables the night reads: each API source whole, the drop's entities of the
-    systems read from files."""
+    systems read from files, and those read from the drop whatever the source (`ALWAYS_FROM_FILES`)."""
     systems = {"crm": crm or crm_source(), "billing": billing or billing_source()}
     from_files = {system for system, source in systems.items() if source == "files"}
     selectors = [f"source:{entity_source}" for entity_source in sorted(set(systems.values()) - {"files"})]
-    selectors += [f"source:files.{entity.name}" for entity in ENTITIES if entity.system in from_files]
+    selectors += [
+        f"source:files.{entity.name}"
+        for entity in ENTITIES
+        if entity.system in from_files or entity.name in ALWAYS_FROM_FILES.get(entity.system, ())
+    ]
     return selectors
 
 

@@ -1,6 +1,7 @@
 """Which connector reads a source system, and its connection: the one place a new API source is named.
 
-A night's CRM comes from the file drop or from an API (`B2B_CRM_SOURCE`); an API source's
+A night's CRM comes from the file drop or from an API (`B2B_CRM_SOURCE`: amocrm, bitrix24, hubspot),
+its billing from the drop or from Stripe (`B2B_BILLING_SOURCE`); an API source's
 connection (base URL, credential, options) comes from the Airflow connection `b2b_<source>`
 (`AIRFLOW_CONN_B2B_AMOCRM`...) or from `B2B_<SOURCE>_*` variables (`config.api_source_environment`).
 `extract_api` lands tonight's changes of the source in `raw_<source>` and says what it landed.
@@ -19,7 +20,7 @@ from typing import Any
 from b2b_pipeline.config import api_source_environment
 from b2b_pipeline.sources.landing import LandingReport, RequestCounter, SourceRefused, land
 
-API_SOURCES: tuple[str, ...] = ("amocrm", "bitrix24")
+API_SOURCES: tuple[str, ...] = ("amocrm", "bitrix24", "hubspot", "stripe")
 
 
 class SourceConfigError(ValueError):
@@ -28,9 +29,10 @@ class SourceConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ApiConnection:
-    """How to reach an API source. The credential (`secret`: amoCRM's token; a Bitrix24 webhook URL
-    carries its own in `base_url`) never appears in a repr, a log line or a summary: neither field
-    is in the repr, and `name` (where the connection was defined) is what errors show."""
+    """How to reach an API source. The credential (`secret`: amoCRM's token, a HubSpot private app's
+    access token, a Stripe restricted key; a Bitrix24 webhook URL carries its own in `base_url`)
+    never appears in a repr, a log line or a summary: neither field is in the repr, and `name`
+    (where the connection was defined) is what errors show."""
 
     source: str
     base_url: str = field(repr=False)
@@ -82,12 +84,48 @@ def _bitrix24(connection: ApiConnection, counter: RequestCounter, started_at: da
     return bitrix24_source(connection.base_url, settings=settings)
 
 
+def _hubspot(connection: ApiConnection, counter: RequestCounter, started_at: datetime) -> Any:
+    from b2b_pipeline.sources.hubspot.connector import HubSpotSettings, hubspot_source
+
+    options = dict(connection.options)
+    settings = HubSpotSettings(
+        connection_name=connection.name,
+        lookback_seconds=float(options.get("lookback_seconds", HubSpotSettings.lookback_seconds)),
+        requests_per_second=float(options.get("requests_per_second", HubSpotSettings.requests_per_second)),
+        search_requests_per_second=float(
+            options.get("search_requests_per_second", HubSpotSettings.search_requests_per_second)
+        ),
+    )
+    if not connection.secret:
+        raise SourceConfigError(
+            f"{connection.describe()}: no access token (the connection's password, or B2B_HUBSPOT_TOKEN)"
+        )
+    return hubspot_source(
+        connection.base_url, connection.secret, settings=settings, counter=counter, started_at=started_at
+    )
+
+
+def _stripe(connection: ApiConnection, counter: RequestCounter, started_at: datetime) -> Any:
+    from b2b_pipeline.sources.stripe.connector import StripeSettings, stripe_source
+
+    options = dict(connection.options)
+    settings = StripeSettings(
+        connection_name=connection.name,
+        requests_per_second=float(options.get("requests_per_second", StripeSettings.requests_per_second)),
+    )
+    if not connection.secret:
+        raise SourceConfigError(f"{connection.describe()}: no API key (the connection's password, or B2B_STRIPE_TOKEN)")
+    return stripe_source(
+        connection.base_url, connection.secret, settings=settings, counter=counter, started_at=started_at
+    )
+
+
 def _field(value: str | int) -> str | int:
     """A custom field named by its id (digits) or its name or code."""
     return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
-CONNECTORS = {"amocrm": _amocrm, "bitrix24": _bitrix24}
+CONNECTORS = {"amocrm": _amocrm, "bitrix24": _bitrix24, "hubspot": _hubspot, "stripe": _stripe}
 
 
 def extract_api(dsn: str, connection: ApiConnection, *, home: Path | None = None) -> dict[str, Any]:

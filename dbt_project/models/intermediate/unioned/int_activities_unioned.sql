@@ -19,7 +19,7 @@ unioned as (
 
     {{ union_staging(
         'activities',
-        [ref('stg_files__activities'), ref('stg_amocrm__activities'), ref('stg_bitrix24__activities')],
+        [ref('stg_files__activities'), ref('stg_amocrm__activities'), ref('stg_bitrix24__activities'), ref('stg_hubspot__activities')],
         where=latest_versions_only_changed(
             ref('base_files__activities'),
             ['activity_id'],

@@ -6,7 +6,7 @@ with
 
 unioned as (
 
-    {{ union_staging('billing_customers', [ref('stg_files__customers')]) }}
+    {{ union_staging('billing_customers', [ref('stg_files__customers'), ref('stg_stripe__customers')]) }}
 
 ),
 

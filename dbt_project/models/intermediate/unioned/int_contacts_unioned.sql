@@ -4,7 +4,7 @@ with
 
 unioned as (
 
-    {{ union_staging('contacts', [ref('stg_files__contacts'), ref('stg_amocrm__contacts'), ref('stg_bitrix24__contacts')]) }}
+    {{ union_staging('contacts', [ref('stg_files__contacts'), ref('stg_amocrm__contacts'), ref('stg_bitrix24__contacts'), ref('stg_hubspot__contacts')]) }}
 
 ),
 

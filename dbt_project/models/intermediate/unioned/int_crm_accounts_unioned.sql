@@ -5,7 +5,7 @@ with
 
 unioned as (
 
-    {{ union_staging('crm_accounts', [ref('stg_files__accounts'), ref('stg_amocrm__accounts'), ref('stg_bitrix24__accounts')]) }}
+    {{ union_staging('crm_accounts', [ref('stg_files__accounts'), ref('stg_amocrm__accounts'), ref('stg_bitrix24__accounts'), ref('stg_hubspot__accounts')]) }}
 
 ),
 

@@ -4,7 +4,7 @@ with
 
 unioned as (
 
-    {{ union_staging('deal_contacts', [ref('stg_files__deal_contacts'), ref('stg_amocrm__deal_contacts'), ref('stg_bitrix24__deal_contacts')]) }}
+    {{ union_staging('deal_contacts', [ref('stg_files__deal_contacts'), ref('stg_amocrm__deal_contacts'), ref('stg_bitrix24__deal_contacts'), ref('stg_hubspot__deal_contacts')]) }}
 
 ),
 

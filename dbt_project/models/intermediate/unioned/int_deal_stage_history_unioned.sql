@@ -19,7 +19,7 @@ unioned as (
 
     {{ union_staging(
         'deal_stage_history',
-        [ref('stg_files__deal_stage_history'), ref('stg_amocrm__deal_stage_history'), ref('stg_bitrix24__deal_stage_history')],
+        [ref('stg_files__deal_stage_history'), ref('stg_amocrm__deal_stage_history'), ref('stg_bitrix24__deal_stage_history'), ref('stg_hubspot__deal_stage_history')],
         where=latest_versions_only_changed(
             ref('base_files__deal_stage_history'),
             ['deal_id', 'stage_id', 'entered_at'],

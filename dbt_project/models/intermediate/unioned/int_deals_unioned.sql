@@ -8,7 +8,7 @@ unioned as (
 
     {{ union_staging(
         'deals',
-        [ref('stg_files__deals'), ref('stg_amocrm__deals'), ref('stg_bitrix24__deals')],
+        [ref('stg_files__deals'), ref('stg_amocrm__deals'), ref('stg_bitrix24__deals'), ref('stg_hubspot__deals')],
         rename={'status': 'source_status', 'closed_at': 'source_closed_at'}
     ) }}
 

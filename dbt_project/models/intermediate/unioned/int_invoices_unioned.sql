@@ -20,7 +20,7 @@ unioned as (
 
     {{ union_staging(
         'invoices',
-        [ref('stg_files__invoices')],
+        [ref('stg_files__invoices'), ref('stg_stripe__invoices')],
         rename={'status': 'source_status', 'paid_at': 'source_paid_at'},
         where=latest_versions_only_changed(
             ref('base_files__invoices'),

@@ -5,7 +5,7 @@ with
 
 unioned as (
 
-    {{ union_staging('sales_reps', [ref('stg_files__users'), ref('stg_amocrm__users'), ref('stg_bitrix24__users')]) }}
+    {{ union_staging('sales_reps', [ref('stg_files__users'), ref('stg_amocrm__users'), ref('stg_bitrix24__users'), ref('stg_hubspot__users')]) }}
 
 ),
 

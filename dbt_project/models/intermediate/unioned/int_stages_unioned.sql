@@ -4,7 +4,7 @@ with
 
 unioned as (
 
-    {{ union_staging('stages', [ref('stg_files__stages'), ref('stg_amocrm__stages'), ref('stg_bitrix24__stages')]) }}
+    {{ union_staging('stages', [ref('stg_files__stages'), ref('stg_amocrm__stages'), ref('stg_bitrix24__stages'), ref('stg_hubspot__stages')]) }}
 
 ),
 

@@ -7,7 +7,7 @@ unioned as (
 
     {{ union_staging(
         'subscriptions',
-        [ref('stg_files__subscriptions')],
+        [ref('stg_files__subscriptions'), ref('stg_stripe__subscriptions')],
         rename={'canceled_at': 'source_canceled_at'}
     ) }}
 

@@ -1,0 +1,1 @@
+"""Stripe (billing): the connector (`connector.stripe_source`) and a local fake of the API (`fake.FakeStripe`)."""
