@@ -325,12 +325,14 @@ def bench(
         bool,
         typer.Option(
             "--api",
-            help="Instead: the requests a full and a nightly extraction through amoCRM and Bitrix24 need "
-            "(against their local fakes), and their time at each service's documented rate limit.",
+            help="Instead: the requests a full and a nightly extraction through each API source need "
+            "(amoCRM, Bitrix24, HubSpot, Stripe, against their local fakes), and their time at each "
+            "service's documented rate limit.",
         ),
     ] = False,
     source: Annotated[
-        list[str] | None, typer.Option(help="With --api: only this source (amocrm, bitrix24); repeatable.")
+        list[str] | None,
+        typer.Option(help="With --api: only this source (amocrm, bitrix24, hubspot, stripe); repeatable."),
     ] = None,
 ) -> None:
     """Measure load vs plain COPY, full and incremental nights, the gate's share, parse time and memory;

@@ -246,7 +246,14 @@ def source_freshness_mode() -> str:
 API_OPTIONS: dict[str, tuple[str, ...]] = {
     "amocrm": ("tax_id_field", "web_field", "lookback_seconds", "requests_per_second"),
     "bitrix24": ("lookback_seconds", "requests_per_second"),
-    "hubspot": ("lookback_seconds", "requests_per_second", "search_requests_per_second"),
+    "hubspot": (
+        "lookback_seconds",
+        "requests_per_second",
+        "search_requests_per_second",
+        "tax_id_property",
+        "lead_source_property",
+        "expected_close_date_property",
+    ),
     "stripe": ("requests_per_second",),
 }
 

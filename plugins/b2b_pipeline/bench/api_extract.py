@@ -1,4 +1,5 @@
-"""`b2b bench --api`: what extracting the CRM through amoCRM or Bitrix24 costs, in requests and time.
+"""`b2b bench --api`: what extracting the CRM through amoCRM, Bitrix24 or HubSpot, and billing through
+Stripe, costs, in requests and time.
 
 For each company size and each API source: the source's local fake (`sources/<source>/fake.py`),
 seeded from the company's generated file drop and serving it as of its clock, extracted by the
@@ -9,18 +10,25 @@ real connector (`registry.extract_api`) into a scratch warehouse database, two n
 - night 2, the nightly increment: the clock at the last second of the last day, whose changes
   (the generator's dated folder of that day) are all the fake has new.
 
-Per night: the requests sent (by endpoint or method, and by kind: the changes since the cursor,
-the small lists read whole every night, Bitrix24's id-only scan that finds deletions), the rows
-landed, the wall time with the rate limits raised on both sides (the fake's and the connector's,
-so that the time measured is the work, not the throttle), and the time the same requests take
-under the service's documented limit (amoCRM 7 requests a second; Bitrix24 2 a second, a burst
-of 50): a computed lower bound, requests ÷ rate, not a measurement. The change size (the CRM
-rows of the last day's folder) and the increment's requests per changed row show whether the
-increment costs requests in proportion to the change or to the history.
+Per night: the requests sent (by endpoint or method, and by kind: the changes since the cursor
+(amoCRM's and Stripe's events among them, HubSpot's searches, batch reads and associations), the
+lists read whole (the small ones every night: users or owners, pipelines...; Stripe's customers,
+subscriptions and invoices on its first night, or when its cursor is older than the 30 days of
+events it keeps), Bitrix24's id-only scan that finds deletions, HubSpot's lists of archived records
+that find them), the rows landed, the wall time with the rate limits raised on both sides (the
+fake's and the connector's, so that the time measured is the work, not the throttle), and the time
+the same requests take under the service's documented limit (amoCRM 7 requests a second; Bitrix24
+2 a second, a burst of 50; HubSpot 100 in ten seconds for the app, i.e. 10 a second, and its search
+5 a second apart, so its time is the searches' at 5 a second plus the others' at 10; Stripe 25 a
+second): a computed lower bound, requests ÷ rate, not a measurement. The change size (the rows of
+the last day's folder of the source's system: CRM, or billing for Stripe) and the increment's
+requests per changed row show whether the increment costs requests in proportion to the change or
+to the history.
 
 The amoCRM fake is run memoized (the same answers, its per-page work done once a night: see
 `_memoized_amocrm_fake`), or at size M the fake, not the connector, would take hours; the
-Bitrix24 fake is run as it is, which puts size M out of reach for Bitrix24 (hours as well).
+Bitrix24 fake is run as it is, which puts size M out of reach for Bitrix24 (hours as well). The
+HubSpot and Stripe fakes are run as they are.
 
 Companies come from `bench/cache/` (the same ones `b2b bench` uses). Results go to
 `bench/results/api-bench-<timestamp>.json` and `.md`. Numbers are measured, never asserted.
@@ -50,21 +58,31 @@ from b2b_pipeline.night import cutoff
 
 Say = Callable[[str], None]
 
-SOURCES: tuple[str, ...] = ("amocrm", "bitrix24")
+SOURCES: tuple[str, ...] = ("amocrm", "bitrix24", "hubspot", "stripe")
+SYSTEM = {"amocrm": "crm", "bitrix24": "crm", "hubspot": "crm", "stripe": "billing"}  # what each source serves
 # the services' documented limits: requests a second on average, and how many may go at once
+# (HubSpot: 100 in any ten seconds for the app, search 5 a second apart; Stripe: 25 a second per endpoint)
 DOCUMENTED_LIMIT: dict[str, dict[str, float]] = {
     "amocrm": {"rate": 7.0, "burst": 7},
     "bitrix24": {"rate": 2.0, "burst": 50},
+    "hubspot": {"rate": 10.0, "burst": 100, "search_rate": 5.0, "search_burst": 5},
+    "stripe": {"rate": 25.0, "burst": 25},
 }
 UNTHROTTLED = 1_000_000  # requests a second: the fakes' limits and the connectors' own, raised out of the way
 SECRET = "api-bench-secret"
+STRIPE_KEY = f"rk_test_{SECRET}"  # a restricted key: read access is all the connector needs
 NIGHTS = ("full", "increment")
-# requests by kind: the small lists read whole every night (amoCRM paths, Bitrix24 methods)
+# requests by kind: the lists read whole (amoCRM paths, Bitrix24 methods, HubSpot's and Stripe's
+# endpoints): the small ones every night; Stripe's on its first night (or after a stale cursor)
 WHOLE_LISTS = {
     "amocrm": ("/api/v4/account", "/api/v4/users", "/api/v4/leads/pipelines", "/custom_fields"),
     "bitrix24": ("user.get", "crm.category.list", "crm.status.list"),
+    "hubspot": ("GET /crm/v3/owners", "GET /crm/v3/pipelines/deals"),
+    "stripe": ("/v1/customers", "/v1/subscriptions", "/v1/invoices"),
 }
 ID_SCAN = " (id scan)"  # suffix of a Bitrix24 call that checks which ids still exist, to find deletions
+ARCHIVED = " (archived)"  # suffix of a HubSpot list of archived records, read every night to find deletions
+SEARCH = "/search"  # HubSpot's search endpoints end so: limited apart (5 a second)
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,8 @@ class ApiCompany:
     last_day: date
     history_rows: int  # CRM rows before the last day (every version the base export holds)
     change_rows: dict[str, int]  # CRM rows of the last day's folder, per entity
+    billing_history_rows: int = 0  # the same of billing (Stripe's system), its fx rates left out
+    billing_change_rows: dict[str, int] | None = None
 
 
 def api_company(cache: Path, size: str, accounts: int, say: Say, *, start: date = START, end: date = END) -> ApiCompany:
@@ -97,12 +117,30 @@ def api_company(cache: Path, size: str, accounts: int, say: Say, *, start: date 
                 shutil.rmtree(root)
             generate_company(drop, seed=SEED, accounts=accounts, start=start, end=end, nightly_days=1)
             done.touch()
-    crm = drop / "crm"
-    day = crm / end.isoformat()
-    history = sum(_data_rows(f) for f in crm.iterdir() if f.is_file())
-    history += sum(_data_rows(f) for d in crm.iterdir() if d.is_dir() and d != day for f in d.iterdir())
-    changes = {f.name.split(".", 1)[0]: _data_rows(f) for f in sorted(day.iterdir())} if day.exists() else {}
-    return ApiCompany(size, accounts, drop, end, history, changes)
+    crm_history, crm_changes = _history_and_change(drop / "crm", end)
+    # the fx rates are not Stripe's: a night reads them from the drop whatever its billing source
+    billing_history, billing_changes = _history_and_change(drop / "billing", end, skip=("fx_rates",))
+    return ApiCompany(size, accounts, drop, end, crm_history, crm_changes, billing_history, billing_changes)
+
+
+def _history_and_change(system: Path, end: date, skip: tuple[str, ...] = ()) -> tuple[int, dict[str, int]]:
+    """A system's rows before `end` (every version), and the rows of `end`'s folder per entity;
+    the entities in `skip` left out."""
+    if not system.exists():
+        return 0, {}
+
+    def counted(f: Path) -> bool:
+        return f.is_file() and f.name.split(".", 1)[0] not in skip
+
+    day = system / end.isoformat()
+    history = sum(_data_rows(f) for f in system.iterdir() if counted(f))
+    history += sum(
+        _data_rows(f) for d in system.iterdir() if d.is_dir() and d != day for f in d.iterdir() if counted(f)
+    )
+    changes = (
+        {f.name.split(".", 1)[0]: _data_rows(f) for f in sorted(day.iterdir()) if counted(f)} if day.exists() else {}
+    )
+    return history, changes
 
 
 def _memoized_amocrm_fake() -> type:
@@ -176,10 +214,25 @@ def _memoized_amocrm_fake() -> type:
 
 
 def _fake(source: str, drop: Path) -> Any:
-    """The source's fake on `drop`, its rate limits (and Bitrix24's method-time limit) raised."""
+    """The source's fake on `drop`, its rate limits (and Bitrix24's method-time limit, HubSpot's
+    daily limit) raised."""
     if source == "amocrm":
         fake = _memoized_amocrm_fake()
         return fake(drop, token=SECRET, requests_per_second=UNTHROTTLED, abuse_threshold=UNTHROTTLED)
+    if source == "hubspot":
+        from b2b_pipeline.sources.hubspot.fake import FakeHubSpot
+
+        return FakeHubSpot(
+            drop,
+            token=SECRET,
+            requests_per_second=UNTHROTTLED,
+            search_requests_per_second=UNTHROTTLED,
+            daily_limit=UNTHROTTLED * UNTHROTTLED,
+        )
+    if source == "stripe":
+        from b2b_pipeline.sources.stripe.fake import FakeStripe
+
+        return FakeStripe(drop, api_key=STRIPE_KEY, requests_per_second=UNTHROTTLED)
     from b2b_pipeline.sources.bitrix24.fake import FakeBitrix24
 
     return FakeBitrix24(
@@ -198,18 +251,31 @@ def _connection(source: str, fake: Any) -> Any:
     options = {"requests_per_second": str(UNTHROTTLED)}
     if source == "amocrm":
         return ApiConnection(source, fake.base_url, "bench connection b2b_amocrm", SECRET, options)
+    if source == "hubspot":
+        options["search_requests_per_second"] = str(UNTHROTTLED)
+        return ApiConnection(source, fake.base_url, "bench connection b2b_hubspot", SECRET, options)
+    if source == "stripe":
+        return ApiConnection(source, fake.base_url, "bench connection b2b_stripe", STRIPE_KEY, options)
     return ApiConnection(source, fake.webhook_url, "bench connection b2b_bitrix24", "", options)
 
 
 def _served(source: str, fake: Any, since: int) -> tuple[int, Counter[str], int, int]:
     """What the fake answered from its `since`-th logged request on: (HTTP requests, requests by
-    endpoint or method, answers that were errors, Bitrix24 commands run inside `batch` calls)."""
+    endpoint or method, answers that were errors, Bitrix24 commands run inside `batch` calls).
+    HubSpot's lists of archived records get `ARCHIVED` after their endpoint; Stripe's reads of one
+    customer are counted under `/v1/customers/{id}`."""
     by: Counter[str] = Counter()
     errors = batched = 0
-    if source == "amocrm":
-        for path, _query, status in fake.requests[since:]:
-            by[path] += 1
-            errors += status >= 400
+    if source in ("amocrm", "hubspot", "stripe"):
+        for path, query, status in fake.requests[since:]:
+            key = path
+            if source == "hubspot" and "/objects/" in path and path.startswith("GET "):
+                archived = str((query.get("archived") or ["false"])[0]).lower() == "true"
+                key += ARCHIVED if archived else ""
+            elif source == "stripe" and path.startswith("/v1/customers/"):
+                key = "/v1/customers/{id}"
+            by[key] += 1
+            errors += status >= 400 or not status  # 0: a dropped connection
         return sum(by.values()), by, errors, 0
     for call in fake.calls[since:]:
         if call.via_batch:
@@ -224,11 +290,14 @@ def _served(source: str, fake: Any, since: int) -> tuple[int, Counter[str], int,
 
 
 def _kinds(source: str, by: Mapping[str, int]) -> dict[str, int]:
-    """Requests by kind: changes (incremental streams, deal links), whole lists, deletion id scan."""
-    out = {"changes": 0, "whole_lists": 0, "id_scan": 0}
+    """Requests by kind: changes (incremental streams, events, deal links and associations), whole
+    lists, Bitrix24's deletion id scan, HubSpot's lists of archived records (deletions)."""
+    out = {"changes": 0, "whole_lists": 0, "id_scan": 0, "deletions": 0}
     for key, n in by.items():
         if key.endswith(ID_SCAN):
             out["id_scan"] += n
+        elif key.endswith(ARCHIVED):
+            out["deletions"] += n
         elif any(key == w or key.endswith(w) for w in WHOLE_LISTS[source]):
             out["whole_lists"] += n
         else:
@@ -236,14 +305,37 @@ def _kinds(source: str, by: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _at_limits(source: str, requests: int) -> dict[str, float]:
+def _at_limits(source: str, requests: int, searches: int = 0) -> dict[str, float]:
     """Seconds the requests take at the documented rate (a lower bound; the burst of the limit
-    lets at most `burst` of them go at once) and at the connector's own default rate."""
+    lets at most `burst` of them go at once) and at the connector's own default rate. HubSpot's
+    `searches` (of the `requests`) go under their own limit: the sum of both times."""
     from b2b_pipeline.sources.amocrm.connector import AmoCRMSettings
     from b2b_pipeline.sources.bitrix24.connector import Bitrix24Settings
+    from b2b_pipeline.sources.hubspot.connector import HubSpotSettings
+    from b2b_pipeline.sources.stripe.connector import StripeSettings
 
     limit = DOCUMENTED_LIMIT[source]
-    default = AmoCRMSettings.requests_per_second if source == "amocrm" else Bitrix24Settings.requests_per_second
+    if source == "hubspot":
+        others = requests - searches
+        search_rate, search_default = limit["search_rate"], HubSpotSettings.search_requests_per_second
+        default = HubSpotSettings.requests_per_second
+        return {
+            "search_requests": searches,
+            "documented_limit_seconds": round(searches / search_rate + others / limit["rate"], 1),
+            "documented_limit_after_burst_seconds": round(
+                max(0.0, searches - limit["search_burst"]) / search_rate
+                + max(0.0, others - limit["burst"]) / limit["rate"],
+                1,
+            ),
+            "connector_default_rate": default,
+            "connector_default_search_rate": search_default,
+            "connector_default_rate_seconds": round(searches / search_default + others / default, 1),
+        }
+    default = {
+        "amocrm": AmoCRMSettings.requests_per_second,
+        "bitrix24": Bitrix24Settings.requests_per_second,
+        "stripe": StripeSettings.requests_per_second,
+    }[source]
     return {
         "documented_limit_seconds": round(requests / limit["rate"], 1),
         "documented_limit_after_burst_seconds": round(max(0.0, requests - limit["burst"]) / limit["rate"], 1),
@@ -266,14 +358,16 @@ def _night(source: str, fake: Any, dsn: str, home: Path, as_of: date) -> dict[st
 
     _move_clock(fake, as_of)
     started = time.perf_counter()
-    if source == "amocrm":  # the fake renders its account as of the new clock (at M, half a minute) here,
-        fake.store.view()  # not in the night's first request, which the connector would time out and retry
+    if source != "bitrix24":  # the fake renders its account as of the new clock (amoCRM at M: half a minute)
+        fake.store.view()  # here, not in the night's first request, which the connector would time out and retry
     render = time.perf_counter() - started
-    since = len(fake.requests if source == "amocrm" else fake.calls)
+    since = len(fake.calls if source == "bitrix24" else fake.requests)
     started = time.perf_counter()
     summary = extract_api(dsn, _connection(source, fake), home=home)
     wall = time.perf_counter() - started
     served, by, errors, batched = _served(source, fake, since)
+    # HubSpot's searches, as the fake counted them (the connector counts all its requests together)
+    searches = sum(n for k, n in by.items() if k.endswith(SEARCH)) if source == "hubspot" else 0
     night: dict[str, Any] = {
         "as_of": as_of.isoformat(),
         "requests": summary["requests"],  # the connector's count, retries included
@@ -285,7 +379,7 @@ def _night(source: str, fake: Any, dsn: str, home: Path, as_of: date) -> dict[st
         "rows": summary["rows"],
         "wall_seconds": round(wall, 2),
         "fake_render_seconds": round(render, 2),
-        **_at_limits(source, summary["requests"]),
+        **_at_limits(source, summary["requests"], searches),
     }
     if source == "bitrix24":
         night["batched_commands"] = batched
@@ -323,20 +417,25 @@ def bench_company(
     sources: Iterable[str] = SOURCES,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Both nights of every source for one company, with its history and change sizes; `progress`
-    gets the result so far after each source."""
-    changed = sum(company.change_rows.values())
+    """Both nights of every source for one company, with its history and change sizes (CRM, and
+    billing for Stripe); `progress` gets the result so far after each source."""
+    billing_changes = company.billing_change_rows or {}
+    changed_rows = {"crm": sum(company.change_rows.values()), "billing": sum(billing_changes.values())}
     result: dict[str, Any] = {
         "size": company.size,
         "accounts": company.accounts,
         "history_crm_rows": company.history_rows,
-        "change_crm_rows": changed,
+        "change_crm_rows": changed_rows["crm"],
         "change_by_entity": company.change_rows,
+        "history_billing_rows": company.billing_history_rows,
+        "change_billing_rows": changed_rows["billing"],
+        "change_billing_by_entity": billing_changes,
         "sources": {},
     }
     for source in sources:
         say(f"[{company.size}] {source}")
         measured = bench_source(source, company.drop, company.last_day, admin_dsn, home, say)
+        changed = changed_rows[SYSTEM[source]]
         inc = measured["increment"]
         measured["increment_requests_per_changed_row"] = round(inc["requests"] / changed, 3) if changed else None
         kinds = inc["requests_by_kind"]
@@ -362,7 +461,7 @@ def run_api_bench(
     end: date = END,
     sources: Iterable[str] = SOURCES,
 ) -> tuple[Path, str]:
-    """Measure both API sources for every size; write the JSON and Markdown reports; (json path, markdown).
+    """Measure the API sources for every size; write the JSON and Markdown reports; (json path, markdown).
 
     `dsn`: a superuser URL (scratch databases are created and dropped); `accounts`: the size table
     (`b2b bench`'s S, M, L by default); `start`/`end`: the generated history."""
@@ -428,10 +527,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"{m['cpus']} cores, {m['memory_gb']} GB, Python {m['python']}; code {report['code']['commit']}, "
         f"sources/ digest {report['code']['sources_sha256']}. Wall seconds: the connector against "
         "the local fake with both rate limits raised. At the documented limit: requests ÷ the documented "
-        "rate (amoCRM 7/s; Bitrix24 2/s), a computed lower bound, not a measurement.",
+        "rate (amoCRM 7/s; Bitrix24 2/s; HubSpot 10/s, its searches 5/s apart: the sum of both; Stripe 25/s), "
+        "a computed lower bound, not a measurement.",
         "",
-        "| size | source | night | requests | changes / whole lists / id scan | rows landed | wall s "
-        "| at documented limit s | at connector default rate s |",
+        "| size | source | night | requests | changes / whole lists / id scan / archived lists | rows landed "
+        "| wall s | at documented limit s | at connector default rate s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["sizes"]:
@@ -439,16 +539,19 @@ def to_markdown(report: dict[str, Any]) -> str:
             for night in NIGHTS:
                 n = r[night]
                 k = n["requests_by_kind"]
+                rate = f"{n['connector_default_rate']}/s"
+                if "connector_default_search_rate" in n:
+                    rate += f", search {n['connector_default_search_rate']}/s"
                 lines.append(
                     f"| {s['size']} | {source} | {night} | {n['requests']:,} "
-                    f"| {k['changes']:,} / {k['whole_lists']:,} / {k['id_scan']:,} | {n['rows_landed']:,} "
-                    f"| {n['wall_seconds']} | {n['documented_limit_seconds']:,} "
-                    f"| {n['connector_default_rate_seconds']:,} ({n['connector_default_rate']}/s) |"
+                    f"| {k['changes']:,} / {k['whole_lists']:,} / {k['id_scan']:,} / {k.get('deletions', 0):,} "
+                    f"| {n['rows_landed']:,} | {n['wall_seconds']} | {n['documented_limit_seconds']:,} "
+                    f"| {n['connector_default_rate_seconds']:,} ({rate}) |"
                 )
     lines += [
         "",
-        "The increment against the history (CRM rows before the last day) and the change (CRM rows of the "
-        "last day's folder):",
+        "The increment against the history (rows before the last day) and the change (rows of the last "
+        "day's folder), of the source's system (CRM; billing for Stripe):",
         "",
         "| size | source | history rows | changed rows | increment requests (changes) | per changed row "
         "(changes only) | increment ÷ full requests |",
@@ -457,8 +560,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     for s in report["sizes"]:
         for source, r in s["sources"].items():
             inc = r["increment"]
+            system = SYSTEM[source]
             lines.append(
-                f"| {s['size']} | {source} | {s['history_crm_rows']:,} | {s['change_crm_rows']:,} "
+                f"| {s['size']} | {source} | {s[f'history_{system}_rows']:,} | {s[f'change_{system}_rows']:,} "
                 f"| {inc['requests']:,} ({inc['requests_by_kind']['changes']:,}) "
                 f"| {r['increment_requests_per_changed_row']} ({r['increment_change_requests_per_changed_row']}) "
                 f"| {r['increment_vs_full_requests']} |"

@@ -95,6 +95,11 @@ def _hubspot(connection: ApiConnection, counter: RequestCounter, started_at: dat
         search_requests_per_second=float(
             options.get("search_requests_per_second", HubSpotSettings.search_requests_per_second)
         ),
+        tax_id_property=options.get("tax_id_property", HubSpotSettings.tax_id_property),
+        lead_source_property=options.get("lead_source_property", HubSpotSettings.lead_source_property),
+        expected_close_date_property=options.get(
+            "expected_close_date_property", HubSpotSettings.expected_close_date_property
+        ),
     )
     if not connection.secret:
         raise SourceConfigError(

@@ -42,7 +42,16 @@ SETTINGS = HubSpotSettings(
     search_requests_per_second=200,
     search_burst=20,
     timeout=10.0,
+    # a portal whose custom properties have names of its own: the staging models read them by their roles
+    tax_id_property="inn_kompanii",
+    lead_source_property="istochnik_sdelki",
+    expected_close_date_property="planovaya_data_zakrytiya",
 )
+CUSTOM_PROPERTIES = {
+    "tax_id": SETTINGS.tax_id_property,
+    "lead_source": SETTINGS.lead_source_property,
+    "expected_close_date": SETTINGS.expected_close_date_property,
+}
 ENTITIES = ("users", "accounts", "contacts", "stages", "deals", "deal_stage_history", "deal_contacts", "activities")
 CHANGES_DAY = date(2026, 11, 22)  # before the cutoff of the test's night (the drop ends on 2026-11-25)
 
@@ -153,7 +162,13 @@ def built(admin_dsn: str, hubspot_drop: Path, tmp_path_factory: pytest.TempPathF
     dsn = with_database(admin_dsn, name)
     try:
         drop = with_changes(hubspot_drop, tmp_path / "drop")
-        with FakeHubSpot(drop, token=TOKEN, requests_per_second=1000, search_requests_per_second=1000) as fake:
+        with FakeHubSpot(
+            drop,
+            token=TOKEN,
+            requests_per_second=1000,
+            search_requests_per_second=1000,
+            custom_properties=CUSTOM_PROPERTIES,
+        ) as fake:
             end = fake.now
             as_of = (end - timedelta(days=1)).date()
             assert as_of > CHANGES_DAY

@@ -5,7 +5,9 @@
 -- the deal's primary company (association deal -> company labelled Primary, else the first). The
 -- status is `won` in a stage mapped to closing/post_sale, `lost` in one mapped to lost, else `open`;
 -- closedate is the close time of a won or lost deal (HubSpot keeps the expected close date in it while
--- a deal is open, so the expected close date is the custom property expected_close_date).
+-- a deal is open, so the expected close date is a custom date property). The lead source and the
+-- expected close date are the custom properties the connector's settings name (property_roles;
+-- defaults `lead_source`, `expected_close_date`).
 -- updated_at also moves when the deal's contact links or stage change.
 
 with
@@ -28,9 +30,37 @@ stages as (
 
 ),
 
+property_roles as (
+
+    select * from {{ landed('hubspot', 'property_roles') }} as raw_property_roles
+
+),
+
 latest_versions as (
 
     {{ latest_landed_versions('source') }}
+
+),
+
+latest_property_roles as (
+
+    select property_roles.doc -> 'deals' as deal_roles
+    from property_roles
+    order by property_roles._extracted_at desc
+    limit 1
+
+),
+
+custom_properties as (
+
+    select
+        coalesce(
+            (select latest_property_roles.deal_roles ->> 'lead_source' from latest_property_roles), 'lead_source'
+        ) as lead_source,
+        coalesce(
+            (select latest_property_roles.deal_roles ->> 'expected_close_date' from latest_property_roles),
+            'expected_close_date'
+        ) as expected_close_date
 
 ),
 
@@ -70,18 +100,20 @@ renamed as (
         nullif(surviving.properties ->> 'dealname', '') as deal_name,
         upper(trim(nullif(surviving.properties ->> 'deal_currency_code', ''))) as currency,
         nullif(surviving.properties ->> 'closed_lost_reason', '') as lost_reason,
-        nullif(surviving.properties ->> 'lead_source', '') as lead_source,
+        nullif(surviving.properties ->> custom_properties.lead_source, '') as lead_source,
 
         -- numbers
         nullif(trim(surviving.properties ->> 'amount'), '')::numeric as amount,
 
         -- dates and timestamps (UTC; HubSpot gives ISO 8601 with Z)
-        left(nullif(surviving.properties ->> 'expected_close_date', ''), 10)::date as expected_close_date,
+        left(nullif(surviving.properties ->> custom_properties.expected_close_date, ''), 10)::date
+            as expected_close_date,
         (surviving.properties ->> 'createdate')::timestamptz as created_at,
         nullif(surviving.properties ->> 'closedate', '')::timestamptz as close_date,
         surviving.updated_at
 
     from surviving
+    cross join custom_properties
     left join companies
         on surviving.record_id = companies.deal_id
 

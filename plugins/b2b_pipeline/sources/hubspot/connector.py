@@ -20,6 +20,9 @@ Streams (raw tables), each row a `landing.version_row` whose `doc` is the record
 - deletions: archived records are not searchable; every night `GET /crm/v3/objects/{type}?archived=true`
   lists them, and each lands a version with `is_deleted = true` (`updated_at` its `archivedAt`) in
   its object's table (stream `archived`; a version already landed is not stored again).
+- `property_roles`: not an API answer but the settings: which custom property of the portal carries a
+  company's tax id and a deal's lead source and expected close date (their internal names differ per
+  portal), so that the dbt models need no per-portal configuration.
 - `owners` (`/crm/v3/owners`, active then `archived=true`) and `pipelines` (`/crm/v3/pipelines/deals`):
   read whole every night, `updated_at` their `updatedAt` (their `createdAt` when first landed: `_Known`).
 
@@ -115,6 +118,10 @@ class HubSpotRefused(HubSpotError, SourceRefused):
 class HubSpotSettings:
     """How to read one HubSpot portal.
 
+    `tax_id_property`, `lead_source_property`, `expected_close_date_property`: the internal names of
+    the portal's custom properties that carry what HubSpot has no property for (a company's tax id, a
+    deal's lead source and expected close date); the stream `property_roles` records them for the
+    staging models.
     `lookback_seconds`: how far before its cursor each incremental stream re-reads (the search index
     is eventually consistent: a change can become searchable after later ones).
     `requests_per_second` / `burst`: the client-side limit of every request but searches, under the
@@ -124,6 +131,10 @@ class HubSpotSettings:
 
     connection_name: str = "hubspot_default"
     lookback_seconds: float = 3600
+    # the portal's custom properties (internal names) for what HubSpot does not carry
+    tax_id_property: str = "tax_id"  # companies
+    lead_source_property: str = "lead_source"  # deals
+    expected_close_date_property: str = "expected_close_date"  # deals: a date property
     requests_per_second: float = 9.0  # with the burst, at most 95 in any ten seconds
     burst: int = 5
     search_requests_per_second: float = 4.0  # with the burst, at most 5 in any second
@@ -133,6 +144,21 @@ class HubSpotSettings:
     max_attempts: int = 6
     backoff_factor: float = 1.0
     max_delay: float = 60.0
+
+
+def custom_property_names(settings: HubSpotSettings) -> dict[str, str]:
+    """The portal's custom property of each role (the default name -> the configured one)."""
+    return {
+        "tax_id": settings.tax_id_property,
+        "lead_source": settings.lead_source_property,
+        "expected_close_date": settings.expected_close_date_property,
+    }
+
+
+def properties_to_read(settings: HubSpotSettings) -> dict[str, tuple[str, ...]]:
+    """`PROPERTIES` with the portal's own names of the custom properties."""
+    names = custom_property_names(settings)
+    return {kind: tuple(names.get(name, name) for name in wanted) for kind, wanted in PROPERTIES.items()}
 
 
 def last_modified_property(object_type: str) -> str:
@@ -384,6 +410,7 @@ def hubspot_source(
     the moment the extraction started. `counter` counts the requests sent, retries included.
     """
     api = _Api(base_url, token, settings, counter)
+    properties = properties_to_read(settings)
     until = (started_at or datetime.now(UTC)).astimezone(UTC)
     lag = float(settings.lookback_seconds)
 
@@ -401,10 +428,10 @@ def hubspot_source(
             ),
         ) -> Iterator[Any]:
             since = max(EPOCH, updated_at.start_value or EPOCH)  # the cursor minus the lookback (dlt's lag)
-            for page in api.changed(object_type, since, until, PROPERTIES[object_type]):
+            for page in api.changed(object_type, since, until, properties[object_type]):
                 if object_type == "deals":  # the deals again, with every stage entry
                     ids = [r["id"] for r in page]
-                    page = list(api.batch_read("deals", ids, PROPERTIES["deals"], ("dealstage",)))
+                    page = list(api.batch_read("deals", ids, properties["deals"], ("dealstage",)))
                 rows = [version(object_type, r) for r in page]
                 late = [r for r in rows if r["updated_at"] is not None and r["updated_at"] > until]
                 if late:  # changed again since the search (read by the next night): the cursor stays <= until
@@ -421,8 +448,8 @@ def hubspot_source(
     @raw_resource("archived")
     def archived() -> Iterator[Any]:
         """Archived (deleted) records, as deletion versions in their object's table."""
-        for object_type in PROPERTIES:
-            params = {"archived": "true", "limit": LIST_PAGE_MAX, "properties": ",".join(PROPERTIES[object_type])}
+        for object_type in properties:
+            params = {"archived": "true", "limit": LIST_PAGE_MAX, "properties": ",".join(properties[object_type])}
             for page in api.pages(f"/crm/v3/objects/{object_type}", params):
                 rows = [
                     version_row(r["id"], parse_time(r.get("archivedAt") or r.get("updatedAt")), r, is_deleted=True)
@@ -430,6 +457,14 @@ def hubspot_source(
                 ]
                 if rows:
                     yield dlt.mark.with_table_name(rows, object_type)
+
+    @raw_resource("property_roles")
+    def property_roles() -> Iterator[dict[str, Any]]:
+        """Not an API answer: which custom property carries each role in this portal (settings)."""
+        names = custom_property_names(settings)
+        deals = {role: names[role] for role in ("lead_source", "expected_close_date")}
+        doc = {"companies": {"tax_id": names["tax_id"]}, "deals": deals}
+        yield version_row("properties", None, doc)
 
     @raw_resource("owners")
     def owners() -> Iterator[list[dict[str, Any]]]:
@@ -445,6 +480,7 @@ def hubspot_source(
         yield [version_row(p["id"], known.stamp(p), p) for p in answer.get("results") or []]
 
     return (
+        property_roles,
         owners,
         pipelines,
         *(changed_stream(t) for t in ("companies", "contacts", "deals", "calls", "emails", "meetings")),

@@ -68,7 +68,7 @@ How the drop is carried (drop field -> HubSpot; `MAPPING.md` has the JSON paths)
   `teams[0].name` (primary) = team, an inactive user is an archived owner; `createdAt` / `updatedAt`
   = its first / latest version.
 - accounts -> companies: `name`, `domain`, `industry`, `country`, `numberofemployees`,
-  `hubspot_owner_id`, `createdate`; the tax id in the custom property `tax_id`.
+  `hubspot_owner_id`, `createdate`; the tax id in the custom property `tax_id` (another name: `custom_properties`).
 - contacts: `firstname` / `lastname` (split as owners), `email`, `phone`, `jobtitle`,
   `associatedcompanyid`, `createdate`, `lastmodifieddate`.
 - stages -> `/crm/v3/pipelines/deals`: one pipeline per drop pipeline (`label` = the drop's pipeline
@@ -188,6 +188,9 @@ OPERATORS = frozenset(
     | {"CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
 )
 _ENGAGEMENT_PROPS = ("hs_timestamp", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate", "hs_object_id")
+# the custom properties a portal defines for what HubSpot does not carry, by role: the portal's internal
+# names (`FakeHubSpot(custom_properties=...)`; the connector's `HubSpotSettings.*_property`)
+CUSTOM_PROPERTIES = {"tax_id": "tax_id", "lead_source": "lead_source", "expected_close_date": "expected_close_date"}
 PROPERTIES: dict[str, tuple[str, ...]] = {
     "companies": (
         "name",
@@ -398,8 +401,9 @@ def object_of_activity(row: Mapping[str, Any]) -> str:
 class Store:
     """The drop's record versions and the fake's clock (epoch ms); renders HubSpot records as of now."""
 
-    def __init__(self, drop_dir: Path, now: int | None) -> None:
+    def __init__(self, drop_dir: Path, now: int | None, custom_properties: Mapping[str, str] | None = None) -> None:
         self.lock = threading.RLock()
+        self.names = {**CUSTOM_PROPERTIES, **(custom_properties or {})}
         self.ids = IdMap()
         self.versions: dict[str, dict[Any, list[dict[str, Any]]]] = {e: {} for e in ENTITIES}
         self.history: dict[str, list[tuple[int, str]]] = {}
@@ -510,7 +514,7 @@ class Store:
             "industry": a.get("industry"),
             "country": a.get("country"),
             "numberofemployees": _number(a.get("employee_count")),
-            "tax_id": a.get("tax_id"),
+            self.names["tax_id"]: a.get("tax_id"),
             "hubspot_owner_id": self._owner_id(a.get("owner_id")),
             "createdate": iso(created),
             "hs_lastmodifieddate": iso(a["_t"]),
@@ -557,8 +561,8 @@ class Store:
             "dealstage": str(self.ids.get("stages", d["stage_id"])),
             "closedate": iso(closed),
             "closed_lost_reason": d.get("lost_reason"),
-            "expected_close_date": expected,
-            "lead_source": d.get("lead_source"),
+            self.names["expected_close_date"]: expected,
+            self.names["lead_source"]: d.get("lead_source"),
             "hubspot_owner_id": self._owner_id(d.get("owner_id")),
             "createdate": iso(created),
             "hs_lastmodifieddate": iso(modified),
@@ -882,7 +886,7 @@ def render_properties(
     """The record as an answer: the requested properties that exist (null without a value), else the
     defaults; createdate, the last-modified property and hs_object_id always."""
     props = record["properties"]
-    defined = PROPERTIES[object_type]
+    defined = {*PROPERTIES[object_type], *props}  # the portal's properties, its custom ones included
     always = (created_property(object_type), last_modified_property(object_type), "hs_object_id")
     names = [n for n in wanted if n in defined] if wanted else list(defaults.get(object_type, ()))
     out: dict[str, Any] = {"id": record["id"]}
@@ -930,7 +934,9 @@ class FakeHubSpot(LocalServer):
     `requests_per_second` * 10 is the ten-second app limit (HubSpot Free/Starter: 100 in ten
     seconds); `search_requests_per_second` the search limit (HubSpot's 5 a second; by default, a
     fake sped up past the documented app rate, for the demo or a test not about rates, speeds its
-    search up alike: `requests_per_second`); `daily_limit` the day's."""
+    search up alike: `requests_per_second`); `daily_limit` the day's. `custom_properties`: the internal
+    names of the portal's custom properties by role (`CUSTOM_PROPERTIES`: tax_id, lead_source,
+    expected_close_date), which portals name as they like."""
 
     def __init__(
         self,
@@ -942,6 +948,7 @@ class FakeHubSpot(LocalServer):
         search_requests_per_second: float | None = None,
         daily_limit: int = 250_000,
         association_page_size: int = 500,
+        custom_properties: Mapping[str, str] | None = None,
     ) -> None:
         self.token = token
         self.requests_per_second = requests_per_second
@@ -950,7 +957,7 @@ class FakeHubSpot(LocalServer):
         self.search_requests_per_second = search_requests_per_second
         self.daily_limit = daily_limit
         self.association_page_size = association_page_size
-        self.store = Store(Path(drop_dir), int(now.timestamp() * 1000) if now else None)
+        self.store = Store(Path(drop_dir), int(now.timestamp() * 1000) if now else None, custom_properties)
         self.faults: list[Fault] = []
         self.missing_scopes: set[str] = set()  # object types whose scope the token lacks (403)
         self.requests: list[tuple[str, Any, int]] = []  # (method path, query or body, status) of API calls
