@@ -77,7 +77,7 @@ NIGHTS = ("full", "increment")
 WHOLE_LISTS = {
     "amocrm": ("/api/v4/account", "/api/v4/users", "/api/v4/leads/pipelines", "/custom_fields"),
     "bitrix24": ("user.get", "crm.category.list", "crm.status.list"),
-    "hubspot": ("GET /crm/v3/owners", "GET /crm/v3/pipelines/deals"),
+    "hubspot": ("GET /crm/v3/owners", "GET /crm/v3/pipelines/deals", "GET /account-info/v3/details"),
     "stripe": ("/v1/customers", "/v1/subscriptions", "/v1/invoices"),
 }
 ID_SCAN = " (id scan)"  # suffix of a Bitrix24 call that checks which ids still exist, to find deletions

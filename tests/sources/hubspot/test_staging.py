@@ -142,6 +142,11 @@ def build(dsn: str, as_of: Any, tmp_path: Path, *select: str) -> None:
     )
 
 
+def fetch_rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
 @dataclass
 class Built:
     """The module's warehouse after both nights landed, the drop loaded and one dbt build."""
@@ -168,6 +173,7 @@ def built(admin_dsn: str, hubspot_drop: Path, tmp_path_factory: pytest.TempPathF
             requests_per_second=1000,
             search_requests_per_second=1000,
             custom_properties=CUSTOM_PROPERTIES,
+            single_currency=True,  # deals in the company currency without deal_currency_code
         ) as fake:
             end = fake.now
             as_of = (end - timedelta(days=1)).date()
@@ -373,6 +379,19 @@ def test_hubspot_staging_equals_the_file_staging_of_the_same_drop(built: Built) 
                 "extra": sorted(map(str, got - want))[:3],
             }
     assert not differences, differences
+
+
+def test_a_single_currency_portal_gives_its_deals_the_company_currency(built: Built) -> None:
+    """The fake is a portal without multiple currencies: deals in its company currency carry no
+    deal_currency_code, and take the company currency of /account-info/v3/details."""
+    ((company_currency,),) = fetch_rows(built.dsn, "select doc ->> 'companyCurrency' from raw_hubspot.account")
+    without_code = fetch_rows(
+        built.dsn,
+        "select distinct deals.deal_id, deals.currency from raw_hubspot.deals as raw "
+        "join staging.stg_hubspot__deals as deals on deals.deal_id = raw.record_id "
+        "where raw.doc -> 'properties' ->> 'deal_currency_code' is null and not raw.is_deleted",
+    )
+    assert without_code and {currency for _, currency in without_code} == {company_currency}
 
 
 def test_deals_change_time_re_entries_and_the_cutoff(built: Built) -> None:

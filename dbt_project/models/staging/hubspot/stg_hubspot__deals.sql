@@ -7,7 +7,8 @@
 -- closedate is the close time of a won or lost deal (HubSpot keeps the expected close date in it while
 -- a deal is open, so the expected close date is a custom date property). The lead source and the
 -- expected close date are the custom properties the connector's settings name (property_roles;
--- defaults `lead_source`, `expected_close_date`).
+-- defaults `lead_source`, `expected_close_date`). The currency is deal_currency_code, else the
+-- portal's company currency (account-info: a portal without multiple currencies leaves it empty).
 -- updated_at also moves when the deal's contact links or stage change.
 
 with
@@ -36,6 +37,12 @@ property_roles as (
 
 ),
 
+account as (
+
+    select * from {{ landed('hubspot', 'account') }} as raw_account
+
+),
+
 latest_versions as (
 
     {{ latest_landed_versions('source') }}
@@ -51,9 +58,19 @@ latest_property_roles as (
 
 ),
 
-custom_properties as (
+latest_account as (
+
+    select account.doc
+    from account
+    order by account._extracted_at desc
+    limit 1
+
+),
+
+portal_settings as (
 
     select
+        (select upper(trim(latest_account.doc ->> 'companyCurrency')) from latest_account) as company_currency,
         coalesce(
             (select latest_property_roles.deal_roles ->> 'lead_source' from latest_property_roles), 'lead_source'
         ) as lead_source,
@@ -98,22 +115,24 @@ renamed as (
 
         -- text
         nullif(surviving.properties ->> 'dealname', '') as deal_name,
-        upper(trim(nullif(surviving.properties ->> 'deal_currency_code', ''))) as currency,
+        coalesce(
+            upper(trim(nullif(surviving.properties ->> 'deal_currency_code', ''))), portal_settings.company_currency
+        ) as currency,
         nullif(surviving.properties ->> 'closed_lost_reason', '') as lost_reason,
-        nullif(surviving.properties ->> custom_properties.lead_source, '') as lead_source,
+        nullif(surviving.properties ->> portal_settings.lead_source, '') as lead_source,
 
         -- numbers
         nullif(trim(surviving.properties ->> 'amount'), '')::numeric as amount,
 
         -- dates and timestamps (UTC; HubSpot gives ISO 8601 with Z)
-        left(nullif(surviving.properties ->> custom_properties.expected_close_date, ''), 10)::date
+        left(nullif(surviving.properties ->> portal_settings.expected_close_date, ''), 10)::date
             as expected_close_date,
         (surviving.properties ->> 'createdate')::timestamptz as created_at,
         nullif(surviving.properties ->> 'closedate', '')::timestamptz as close_date,
         surviving.updated_at
 
     from surviving
-    cross join custom_properties
+    cross join portal_settings
     left join companies
         on surviving.record_id = companies.deal_id
 

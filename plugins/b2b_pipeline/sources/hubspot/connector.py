@@ -20,6 +20,9 @@ Streams (raw tables), each row a `landing.version_row` whose `doc` is the record
 - deletions: archived records are not searchable; every night `GET /crm/v3/objects/{type}?archived=true`
   lists them, and each lands a version with `is_deleted = true` (`updated_at` its `archivedAt`) in
   its object's table (stream `archived`; a version already landed is not stored again).
+- `account` (`GET /account-info/v3/details`): the portal's company currency (`companyCurrency`), the
+  currency of a deal without `deal_currency_code` (a portal without multiple currencies); read
+  every night, a version stored only when it changed.
 - `property_roles`: not an API answer but the settings: which custom property of the portal carries a
   company's tax id and a deal's lead source and expected close date (their internal names differ per
   portal), so that the dbt models need no per-portal configuration.
@@ -458,6 +461,11 @@ def hubspot_source(
                 if rows:
                     yield dlt.mark.with_table_name(rows, object_type)
 
+    @raw_resource("account")
+    def account() -> Iterator[dict[str, Any]]:
+        details = api.call("GET", "/account-info/v3/details")
+        yield version_row(details.get("portalId") or "account", None, details)
+
     @raw_resource("property_roles")
     def property_roles() -> Iterator[dict[str, Any]]:
         """Not an API answer: which custom property carries each role in this portal (settings)."""
@@ -480,6 +488,7 @@ def hubspot_source(
         yield [version_row(p["id"], known.stamp(p), p) for p in answer.get("results") or []]
 
     return (
+        account,
         property_roles,
         owners,
         pipelines,

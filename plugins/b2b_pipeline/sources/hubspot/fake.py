@@ -75,7 +75,13 @@ How the drop is carried (drop field -> HubSpot; `MAPPING.md` has the JSON paths)
   id), stages with `label`, `displayOrder`, `metadata.probability` (the drop's, as a string, also
   where it is no multiple of 0.1) and `metadata.isClosed` ("true" for stages mapped to closing,
   post_sale or lost).
-- deals: `dealname`, `amount`, `deal_currency_code`, `pipeline`, `dealstage`, `hubspot_owner_id`,
+- `GET /account-info/v3/details` (`portalId`, `timeZone`, `companyCurrency`, `additionalCurrencies`,
+  `utcOffset`...): dev: api-reference account-info v3 "Retrieve account details"; the field list as a
+  public mock server has it (github.com/damianh/hubspot, src/HubSpot.MockServer/Objects/AccountDetail.cs,
+  [3p]). The company currency is the drop's most frequent deal currency, the others additional.
+- deals: `dealname`, `amount`, `deal_currency_code` (with `single_currency=True`, as in a portal
+  without multiple currencies, left empty on deals in the company currency), `pipeline`, `dealstage`,
+  `hubspot_owner_id`,
   `createdate`, `closedate` (= closed_at; for an open deal its expected close date at midnight, as
   HubSpot uses it), `closed_lost_reason`; custom properties `expected_close_date` (a date) and
   `lead_source`. The company: association deal->company (5, and 341 "Primary").
@@ -102,7 +108,7 @@ import json
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,6 +189,7 @@ ASSOC_TYPES = {
     ("contacts", "meetings"): 199,
 }
 PRIMARY_DEAL_COMPANY = 341
+PORTAL_ID = 24_680_135  # the fake portal's Hub ID
 OPERATORS = frozenset(
     {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY"}
     | {"CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
@@ -401,9 +408,16 @@ def object_of_activity(row: Mapping[str, Any]) -> str:
 class Store:
     """The drop's record versions and the fake's clock (epoch ms); renders HubSpot records as of now."""
 
-    def __init__(self, drop_dir: Path, now: int | None, custom_properties: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        drop_dir: Path,
+        now: int | None,
+        custom_properties: Mapping[str, str] | None = None,
+        single_currency: bool = False,
+    ) -> None:
         self.lock = threading.RLock()
         self.names = {**CUSTOM_PROPERTIES, **(custom_properties or {})}
+        self.single_currency = single_currency
         self.ids = IdMap()
         self.versions: dict[str, dict[Any, list[dict[str, Any]]]] = {e: {} for e in ENTITIES}
         self.history: dict[str, list[tuple[int, str]]] = {}
@@ -428,6 +442,32 @@ class Store:
             self.ids.get("pipelines", key)
         self.now = now if now is not None else latest
         self._cache: tuple[tuple[int, int], dict[str, Any]] | None = None
+        counts = Counter(
+            (v.get("currency") or "").strip().upper() for vs in self.versions["deals"].values() for v in vs
+        )
+        counts.pop("", None)
+        ranked = [code for code, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+        self.company_currency = ranked[0] if ranked else "USD"
+        self.additional_currencies = sorted(ranked[1:])
+
+    def account_details(self) -> dict[str, Any]:
+        """`GET /account-info/v3/details`."""
+        return {
+            "portalId": PORTAL_ID,
+            "accountType": "STANDARD",
+            "timeZone": "Etc/UTC",
+            "companyCurrency": self.company_currency,
+            "additionalCurrencies": [] if self.single_currency else self.additional_currencies,
+            "utcOffset": "+00:00",
+            "utcOffsetMilliseconds": 0,
+            "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        }
+
+    def _deal_currency(self, d: Mapping[str, Any]) -> str | None:
+        """A deal's `deal_currency_code`: empty in a single-currency portal for the company currency."""
+        code = (d.get("currency") or "").strip().upper() or None
+        return None if self.single_currency and code == self.company_currency else code
 
     def _add(self, entity: str, row: dict[str, Any]) -> None:
         row["_t"] = _ms(row.get("updated_at")) or 0
@@ -556,7 +596,7 @@ class Store:
         props = {
             "dealname": d.get("deal_name"),
             "amount": _number(d.get("amount")),
-            "deal_currency_code": (d.get("currency") or "").strip().upper() or None,
+            "deal_currency_code": self._deal_currency(d),
             "pipeline": str(self.ids.get("pipelines", d["pipeline_id"])) if d.get("pipeline_id") else None,
             "dealstage": str(self.ids.get("stages", d["stage_id"])),
             "closedate": iso(closed),
@@ -936,7 +976,8 @@ class FakeHubSpot(LocalServer):
     fake sped up past the documented app rate, for the demo or a test not about rates, speeds its
     search up alike: `requests_per_second`); `daily_limit` the day's. `custom_properties`: the internal
     names of the portal's custom properties by role (`CUSTOM_PROPERTIES`: tax_id, lead_source,
-    expected_close_date), which portals name as they like."""
+    expected_close_date), which portals name as they like. `single_currency`: a portal without multiple
+    currencies (deals in the company currency carry no `deal_currency_code`)."""
 
     def __init__(
         self,
@@ -949,6 +990,7 @@ class FakeHubSpot(LocalServer):
         daily_limit: int = 250_000,
         association_page_size: int = 500,
         custom_properties: Mapping[str, str] | None = None,
+        single_currency: bool = False,
     ) -> None:
         self.token = token
         self.requests_per_second = requests_per_second
@@ -957,7 +999,9 @@ class FakeHubSpot(LocalServer):
         self.search_requests_per_second = search_requests_per_second
         self.daily_limit = daily_limit
         self.association_page_size = association_page_size
-        self.store = Store(Path(drop_dir), int(now.timestamp() * 1000) if now else None, custom_properties)
+        self.store = Store(
+            Path(drop_dir), int(now.timestamp() * 1000) if now else None, custom_properties, single_currency
+        )
         self.faults: list[Fault] = []
         self.missing_scopes: set[str] = set()  # object types whose scope the token lacks (403)
         self.requests: list[tuple[str, Any, int]] = []  # (method path, query or body, status) of API calls
@@ -1250,6 +1294,8 @@ class FakeHubSpot(LocalServer):
             return 200, self._owners(query)
         if method == "GET" and parts == ["crm", "v3", "pipelines", "deals"]:
             return 200, {"results": self.store.view()["pipelines"]}
+        if method == "GET" and parts == ["account-info", "v3", "details"]:
+            return 200, self.store.account_details()
         if parts[:3] == ["crm", "v3", "objects"] and len(parts) >= 4:
             object_type = self._object_type(parts[3])
             rest = parts[4:]
