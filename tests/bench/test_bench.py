@@ -49,7 +49,7 @@ def test_bench_s_measures_load_nights_gate_and_memory(admin_dsn: str, tmp_path: 
     assert 0 < s["increment"]["rows"] < s["rows"] / 50
     assert 0 < s["full_night"]["gate_share"] < 1
     assert max(s["peak_rss_mb"].values()) > 50
-    assert 0 < report["dag_parse_seconds"] < 5
+    assert report["dag_parse_seconds"] > 0  # measured, not held to a time: benchmarks measure, tests do not time
     # the base drop links resolve although the cache path was relative
     base = tmp_path / cache / "S-2000-seed42" / "base" / "crm"
     assert all(link.resolve().is_file() for link in base.iterdir())
