@@ -219,9 +219,25 @@ class AirflowCluster:
         raise AssertionError(f"{dag_id} was not parsed in {timeout:.0f} s:\n{self.components['dag-processor'].tail()}")
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict]:
-        answer = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
-        assert answer.status_code == 200, answer.text
-        return {ti["task_id"]: ti for ti in answer.json()["task_instances"]}
+        """Every task instance of the run, page after page (the DAG has more tasks than a page: one per
+        dbt model, and the order of the answer moves as their states change)."""
+        found: dict[str, dict] = {}
+        offset, total = 0, None
+        while total is None or offset < total:
+            answer = self.api(
+                "GET",
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": offset, "order_by": "id"},
+            )
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            page = body["task_instances"]
+            found.update({ti["task_id"]: ti for ti in page})
+            total = body.get("total_entries", 0)
+            if not page:
+                break
+            offset += len(page)
+        return found
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         answer = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
