@@ -1,4 +1,4 @@
-"""The HubSpot fake answers as the documented API does (.research/hubspot-api.md): shapes that carry
+"""The HubSpot fake answers as the documented API does (docs/research/hubspot-api.md): shapes that carry
 the drop, list paging, search filters, sorting, paging and its 10,000-result cap, batch reads with
 stage history, v4 associations with labels, owners and pipelines, both rate limits with their 429
 bodies and headers, auth errors, faults, the search index's lag, and a clock that moves."""

@@ -7,7 +7,7 @@ the record archived (listed only with `archived=true`, absent from search and ba
 two nights a test only moves the clock (`set_clock`); hooks change records, inject faults, add many
 records sharing one timestamp and delay the search index (as methods, or some as `/_admin/*` calls).
 
-The facts the fake follows are collected, with their sources, in `.research/hubspot-api.md` of this
+The facts the fake follows are collected, with their sources, in `docs/research/hubspot-api.md` of this
 repository. Endpoint -> documentation (SPEC = github.com/HubSpot/HubSpot-public-api-spec-collection,
 PublicApiSpecs/CRM/Deals/Rollouts/424/v3/deals.json; NODE = github.com/HubSpot/hubspot-api-nodejs,
 codegen/...; PY = github.com/HubSpot/hubspot-api-python; dev: = developers.hubspot.com/docs/...):

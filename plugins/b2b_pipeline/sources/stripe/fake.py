@@ -10,7 +10,7 @@ change or delete records and inject faults (a 429 after the n-th request of a pa
 dropped connection); `on_request(path, n, callback)` runs a change right after the n-th answer of a
 path is computed (a change while a client pages).
 
-Endpoint -> documentation (the research notes `.research/stripe-api.md` quote each):
+Endpoint -> documentation (the research notes `docs/research/stripe-api.md` quote each):
 
 - `GET /v1/customers` (`expand[]=data.tax_ids`, `created`, `email`): stripe/stripe-node
   types/CustomersResource.d.ts (CustomerListParams; "sorted by creation date, with the most recent
