@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
 
 
 class LocalServer:
@@ -24,6 +24,24 @@ class LocalServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
         self._thread.start()
         return self
+
+    def serve_methods(self, name: str, methods: tuple[str, ...] = ("GET", "POST")) -> Self:
+        """`serve` a quiet HTTP/1.1 handler whose `do_<METHOD>` for each of `methods` calls the fake's
+        `_handle(handler, method)`."""
+        fake = self
+
+        def dispatch(method: str) -> Any:
+            def do(handler: BaseHTTPRequestHandler) -> None:
+                fake._handle(handler, method)  # type: ignore[attr-defined]
+
+            return do
+
+        def quiet(handler: BaseHTTPRequestHandler, format: str, *args: Any) -> None:
+            pass
+
+        attributes: dict[str, Any] = {"protocol_version": "HTTP/1.1", "log_message": quiet}
+        attributes |= {f"do_{method}": dispatch(method) for method in methods}
+        return self.serve(type("Handler", (BaseHTTPRequestHandler,), attributes), name)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -785,21 +785,7 @@ class FakeAmoCRM(LocalServer):
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> FakeAmoCRM:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return self.serve(Handler, "fake-amocrm")
+        return self.serve_methods("fake-amocrm")
 
     # -- test helpers -----------------------------------------------------------------------------
 

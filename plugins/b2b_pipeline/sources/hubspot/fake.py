@@ -1014,21 +1014,7 @@ class FakeHubSpot(LocalServer):
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> FakeHubSpot:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return self.serve(Handler, "fake-hubspot")
+        return self.serve_methods("fake-hubspot")
 
     # -- test helpers -----------------------------------------------------------------------------
 

@@ -689,24 +689,7 @@ class FakeStripe(LocalServer):
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> FakeStripe:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-            def do_DELETE(self) -> None:
-                fake._handle(self, "DELETE")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return self.serve(Handler, "fake-stripe")
+        return self.serve_methods("fake-stripe", ("GET", "POST", "DELETE"))
 
     # -- test helpers -----------------------------------------------------------------------------
 
